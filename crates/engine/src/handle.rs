@@ -1,0 +1,141 @@
+//! The async-facing side of the engine: bounded admission and per-request event streams.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use hearth_models::CausalLm;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+use crate::worker::Worker;
+use crate::{Event, GenerateRequest};
+
+/// Engine limits, resolved from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most sequences decoding together in one step.
+    pub max_running: usize,
+    /// Most requests admitted but not yet running; beyond it `submit` answers `Overloaded`.
+    pub max_waiting: usize,
+    /// Most tokens (decodes + prompt chunks) in one forward step; at least `max_running`.
+    pub max_batch_tokens: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { max_running: 16, max_waiting: 64, max_batch_tokens: 256 }
+    }
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// Every running and waiting slot is taken; retry later.
+    #[error("the server is at capacity ({0} requests in flight); retry later")]
+    Overloaded(usize),
+    /// The engine thread has stopped.
+    #[error("the inference engine has stopped")]
+    Stopped,
+}
+
+/// A snapshot of the engine's load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Sequences in the running batch.
+    pub running: usize,
+    /// Requests admitted but not yet running.
+    pub waiting: usize,
+    /// Tokens sampled since start, over all requests.
+    pub generated_tokens: u64,
+}
+
+/// Counters the worker publishes and handles read.
+#[derive(Debug, Default)]
+pub(crate) struct SharedStats {
+    pub(crate) running: AtomicUsize,
+    pub(crate) waiting: AtomicUsize,
+    pub(crate) generated_tokens: AtomicU64,
+    pub(crate) alive: AtomicBool,
+}
+
+/// A request on its way to the worker.
+pub(crate) struct Submission {
+    pub(crate) request: GenerateRequest,
+    /// Unbounded on purpose: `max_tokens` bounds it, and a bounded channel would let one slow client
+    /// block the engine thread, and with it every other sequence in the batch.
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// Held until the request finishes; frees its admission slot when dropped.
+    pub(crate) _slot: OwnedSemaphorePermit,
+}
+
+/// Cheap to clone; every clone talks to the same worker.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inbox: mpsc::UnboundedSender<Submission>,
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    stats: Arc<SharedStats>,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle").field("stats", &self.stats()).finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Queues a request; fails at once, without waiting, when the engine is full or gone.
+    pub fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
+        if !self.is_alive() {
+            return Err(SubmitError::Stopped);
+        }
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| SubmitError::Overloaded(self.capacity))?;
+        let (events, receiver) = mpsc::unbounded_channel();
+        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        self.inbox.send(Submission { request, events, _slot: slot }).map_err(|_| {
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            SubmitError::Stopped
+        })?;
+        Ok(EventStream { receiver })
+    }
+
+    /// The engine's current load.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            running: self.stats.running.load(Ordering::Relaxed),
+            waiting: self.stats.waiting.load(Ordering::Relaxed),
+            generated_tokens: self.stats.generated_tokens.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether the worker thread is still serving.
+    pub fn is_alive(&self) -> bool {
+        self.stats.alive.load(Ordering::Relaxed)
+    }
+}
+
+/// The events of one request. Dropping it cancels the request: the worker notices on its next step
+/// and frees the sequence's KV cache.
+#[derive(Debug)]
+pub struct EventStream {
+    receiver: mpsc::UnboundedReceiver<Event>,
+}
+
+impl EventStream {
+    /// The next event; `None` once the request is over (or the engine died: callers treat a stream
+    /// that ends without `Finished` or `Failed` as [`crate::EngineError::Stopped`]).
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.receiver.recv().await
+    }
+}
+
+/// Starts the worker thread (named `engine`) that owns `model` from now on.
+pub fn spawn(model: Box<dyn CausalLm>, config: EngineConfig) -> std::io::Result<EngineHandle> {
+    let config = EngineConfig { max_batch_tokens: config.max_batch_tokens.max(config.max_running), ..config };
+    let (inbox, receiver) = mpsc::unbounded_channel();
+    let stats = Arc::new(SharedStats::default());
+    stats.alive.store(true, Ordering::Relaxed);
+    let worker = Worker::new(model, config, receiver, stats.clone());
+    std::thread::Builder::new().name("engine".into()).spawn(move || worker.run())?;
+    let capacity = config.max_running + config.max_waiting;
+    Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), capacity, stats })
+}

@@ -1,0 +1,26 @@
+//! The model worker: one OS thread owns the model and every sequence's KV cache and runs continuous
+//! batching at the iteration level. Everything else talks to it through an [`EngineHandle`].
+//!
+//! **Invariant:** the engine knows nothing about HTTP, JSON or OpenAI. Text is already tokens when it
+//! arrives, and it answers with token events; stop strings and detokenization belong to the caller.
+//!
+//! # Layout
+//! - [`request`] — [`GenerateRequest`] and [`SamplingParams`], the validated input.
+//! - [`event`] — [`Event`], the closed set of things a request hears back.
+//! - [`handle`] — [`EngineHandle::submit`], bounded admission, and [`EventStream`].
+//! - [`scheduler`] — the pure policy that picks each step's tokens under a budget.
+//! - [`sampling`] — [`Sampler`], logits to a token, seeded.
+//! - `worker`: the loop on the `engine` thread.
+#![warn(missing_docs)]
+
+pub mod event;
+pub mod handle;
+pub mod request;
+pub mod sampling;
+pub mod scheduler;
+mod worker;
+
+pub use event::{EngineError, Event, FinishReason, Usage};
+pub use handle::{spawn, EngineConfig, EngineHandle, EngineStats, EventStream, SubmitError};
+pub use request::{GenerateRequest, SamplingParams};
+pub use sampling::Sampler;

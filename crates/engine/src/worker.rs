@@ -1,0 +1,179 @@
+//! The loop on the `engine` thread: admit, plan, forward, sample, send, evict.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use hearth_models::{CausalLm, KvCache, SeqStep};
+use tokio::sync::mpsc;
+
+use crate::handle::{SharedStats, Submission};
+use crate::scheduler::{self, SeqLoad};
+use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, Usage};
+
+/// One running request.
+struct Sequence {
+    submission: Submission,
+    /// Prompt followed by generated tokens.
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    cache: KvCache,
+    sampler: Sampler,
+}
+
+impl Sequence {
+    fn load(&self) -> SeqLoad {
+        SeqLoad { pending: self.tokens.len() - self.cache.len(), decoding: self.cache.len() >= self.prompt_len }
+    }
+
+    fn generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+
+    fn usage(&self) -> Usage {
+        Usage { prompt_tokens: self.prompt_len as u32, completion_tokens: self.generated() as u32 }
+    }
+}
+
+/// Owns the model and all sequence state; plain fields, no locks: only this thread touches them.
+pub(crate) struct Worker {
+    model: Box<dyn CausalLm>,
+    config: EngineConfig,
+    inbox: mpsc::UnboundedReceiver<Submission>,
+    waiting: VecDeque<Submission>,
+    running: Vec<Sequence>,
+    stats: Arc<SharedStats>,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        model: Box<dyn CausalLm>,
+        config: EngineConfig,
+        inbox: mpsc::UnboundedReceiver<Submission>,
+        stats: Arc<SharedStats>,
+    ) -> Self {
+        Self { model, config, inbox, waiting: VecDeque::new(), running: Vec::new(), stats }
+    }
+
+    pub(crate) fn run(mut self) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match self.inbox.blocking_recv() {
+                    Some(submission) => self.waiting.push_back(submission),
+                    None => break,
+                }
+            }
+            while let Ok(submission) = self.inbox.try_recv() {
+                self.waiting.push_back(submission);
+            }
+            self.evict_cancelled();
+            self.admit();
+            self.publish_stats();
+            self.step();
+            self.publish_stats();
+        }
+        self.stats.alive.store(false, Ordering::Relaxed);
+    }
+
+    /// Drops sequences whose client went away, freeing their caches now.
+    fn evict_cancelled(&mut self) {
+        self.running.retain(|s| !s.submission.events.is_closed());
+        self.waiting.retain(|s| !s.events.is_closed());
+    }
+
+    fn admit(&mut self) {
+        while self.running.len() < self.config.max_running {
+            let Some(submission) = self.waiting.pop_front() else { break };
+            let request = &submission.request;
+            let cache = self.model.new_cache(request.prompt.len() + request.max_tokens);
+            let sampler = Sampler::new(request.sampling);
+            let tokens = request.prompt.clone();
+            let prompt_len = tokens.len();
+            self.running.push(Sequence { submission, tokens, prompt_len, cache, sampler });
+        }
+    }
+
+    fn publish_stats(&self) {
+        self.stats.running.store(self.running.len(), Ordering::Relaxed);
+        self.stats.waiting.store(self.waiting.len() + self.inbox.len(), Ordering::Relaxed);
+    }
+
+    /// One forward step over every scheduled sequence, then one sampled token for each that needs one.
+    fn step(&mut self) {
+        let loads: Vec<SeqLoad> = self.running.iter().map(Sequence::load).collect();
+        let take = scheduler::plan(&loads, self.config.max_batch_tokens);
+        let mut batch: Vec<SeqStep<'_>> = Vec::new();
+        let mut scheduled = Vec::new();
+        for (i, (seq, &n)) in self.running.iter_mut().zip(&take).enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let start = seq.cache.len();
+            let want_logits = start + n == seq.tokens.len();
+            batch.push(SeqStep { tokens: &seq.tokens[start..start + n], cache: &mut seq.cache, want_logits });
+            scheduled.push(i);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let model = &self.model;
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(&mut batch)));
+        drop(batch);
+        let logits = match outcome {
+            Ok(Ok(logits)) => logits,
+            Ok(Err(e)) => return self.fail(&scheduled, EngineError::Model(e.to_string())),
+            Err(panic) => return self.fail(&scheduled, EngineError::Model(panic_message(&*panic))),
+        };
+
+        let mut finished = Vec::new();
+        for (&i, row) in scheduled.iter().zip(&logits) {
+            if row.is_empty() {
+                continue;
+            }
+            let seq = &mut self.running[i];
+            let (id, logprob) = seq.sampler.sample(row);
+            seq.tokens.push(id);
+            self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+            let request = &seq.submission.request;
+            let reason = if request.stop_tokens.contains(&id) {
+                Some(FinishReason::Stop)
+            } else if seq.generated() >= request.max_tokens {
+                Some(FinishReason::Length)
+            } else {
+                None
+            };
+            let events = &seq.submission.events;
+            if reason != Some(FinishReason::Stop) && events.send(Event::Token { id, logprob }).is_err() {
+                finished.push(i);
+                continue;
+            }
+            if let Some(reason) = reason {
+                let _ = events.send(Event::Finished { reason, usage: seq.usage() });
+                finished.push(i);
+            }
+        }
+        self.remove(finished);
+    }
+
+    /// Fails the given sequences: their caches may be half-written.
+    fn fail(&mut self, indices: &[usize], error: EngineError) {
+        tracing::error!(%error, sequences = indices.len(), "forward step failed");
+        for &i in indices {
+            let _ = self.running[i].submission.events.send(Event::Failed(error.clone()));
+        }
+        self.remove(indices.to_vec());
+    }
+
+    fn remove(&mut self, mut indices: Vec<usize>) {
+        indices.sort_unstable();
+        for i in indices.into_iter().rev() {
+            self.running.remove(i);
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+    format!("panic in the model: {}", text.unwrap_or_else(|| "unknown".into()))
+}

@@ -1,0 +1,143 @@
+//! The engine on a tiny random-weight model: batching must not change what a sequence generates.
+
+use std::time::{Duration, Instant};
+
+use hearth_engine::{spawn, EngineConfig, EngineHandle, Event, FinishReason, GenerateRequest, SamplingParams};
+use hearth_models::{tiny, GgufFile, WeightFormat};
+
+fn engine(config: EngineConfig) -> EngineHandle {
+    let dir = std::env::temp_dir().join(format!("hearth-engine-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = tiny::write_llama(&dir, 42).unwrap();
+    let model = hearth_models::load(&GgufFile::open(&path).unwrap(), WeightFormat::AsStored).unwrap();
+    spawn(model, config).unwrap()
+}
+
+fn request(prompt: &[u32], max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
+    GenerateRequest { prompt: prompt.to_vec(), max_tokens, sampling, stop_tokens: vec![] }
+}
+
+async fn collect(engine: &EngineHandle, request: GenerateRequest) -> (Vec<u32>, FinishReason) {
+    let mut events = engine.submit(request).unwrap();
+    let mut tokens = Vec::new();
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Token { id, .. } => tokens.push(id),
+            Event::Finished { reason, usage } => {
+                assert_eq!(usage.completion_tokens as usize, tokens.len());
+                return (tokens, reason);
+            }
+            Event::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+    panic!("stream ended without Finished");
+}
+
+fn prompts() -> Vec<Vec<u32>> {
+    vec![vec![1, 2, 3], (10..60).collect(), vec![200, 17, 5, 99, 128, 7, 7], (0..130).map(|i| i * 3 % 256).collect()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_greedy_equals_one_by_one() {
+    // A small token budget forces prompts to be split across steps and to share steps with decodes.
+    let engine = engine(EngineConfig { max_running: 8, max_waiting: 8, max_batch_tokens: 48 });
+    let mut alone = Vec::new();
+    for p in prompts() {
+        alone.push(collect(&engine, request(&p, 24, SamplingParams::GREEDY)).await);
+    }
+    let together = futures_join(&engine, prompts().into_iter().map(|p| request(&p, 24, SamplingParams::GREEDY))).await;
+    assert_eq!(alone, together);
+    assert!(alone.iter().all(|(t, r)| t.len() == 24 && *r == FinishReason::Length));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeded_sampling_is_independent_of_batch_mates() {
+    let engine = engine(EngineConfig::default());
+    let seeded = SamplingParams { temperature: 1.0, top_p: 0.9, seed: Some(5) };
+    let (alone, _) = collect(&engine, request(&[5, 6, 7], 16, seeded)).await;
+    let mut batch: Vec<GenerateRequest> =
+        prompts().into_iter().map(|p| request(&p, 16, SamplingParams { seed: None, ..seeded })).collect();
+    batch.insert(2, request(&[5, 6, 7], 16, seeded));
+    let together = futures_join(&engine, batch).await;
+    assert_eq!(together[2].0, alone);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_tokens_finish_with_stop_and_are_not_sent() {
+    let engine = engine(EngineConfig::default());
+    let (greedy, _) = collect(&engine, request(&[9, 8, 7], 12, SamplingParams::GREEDY)).await;
+    let stop = greedy[5];
+    let first = greedy.iter().position(|&t| t == stop).unwrap();
+    let mut req = request(&[9, 8, 7], 12, SamplingParams::GREEDY);
+    req.stop_tokens = vec![stop];
+    let (tokens, reason) = {
+        let mut events = engine.submit(req).unwrap();
+        let mut tokens = Vec::new();
+        loop {
+            match events.recv().await.unwrap() {
+                Event::Token { id, .. } => tokens.push(id),
+                Event::Finished { reason, usage } => {
+                    assert_eq!(usage.completion_tokens as usize, first + 1, "the stop token counts as generated");
+                    break (tokens, reason);
+                }
+                Event::Failed(e) => panic!("{e}"),
+            }
+        }
+    };
+    assert_eq!(reason, FinishReason::Stop);
+    assert_eq!(tokens, greedy[..first]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_stream_is_evicted() {
+    let engine = engine(EngineConfig::default());
+    let mut events = engine.submit(request(&[1, 2, 3], 500, SamplingParams::GREEDY)).unwrap();
+    assert!(matches!(events.recv().await, Some(Event::Token { .. })));
+    drop(events);
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while engine.stats().running > 0 {
+        assert!(Instant::now() < deadline, "sequence still running 1 s after its client left");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let generated = engine.stats().generated_tokens;
+    assert!(generated < 500, "the abandoned request ran to the end ({generated} tokens)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_is_bounded() {
+    let engine = engine(EngineConfig { max_running: 1, max_waiting: 1, max_batch_tokens: 16 });
+    let _a = engine.submit(request(&[1], 400, SamplingParams::GREEDY)).unwrap();
+    let _b = engine.submit(request(&[2], 400, SamplingParams::GREEDY)).unwrap();
+    assert!(matches!(
+        engine.submit(request(&[3], 4, SamplingParams::GREEDY)),
+        Err(hearth_engine::SubmitError::Overloaded(2))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_error_fails_the_request_not_the_engine() {
+    let engine = engine(EngineConfig::default());
+    let mut events = engine.submit(request(&[100_000], 4, SamplingParams::GREEDY)).unwrap();
+    assert!(matches!(events.recv().await, Some(Event::Failed(_))));
+    let (tokens, _) = collect(&engine, request(&[1, 2], 4, SamplingParams::GREEDY)).await;
+    assert_eq!(tokens.len(), 4);
+}
+
+/// Submits all requests at once and collects them concurrently.
+async fn futures_join(
+    engine: &EngineHandle,
+    requests: impl IntoIterator<Item = GenerateRequest>,
+) -> Vec<(Vec<u32>, FinishReason)> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|r| {
+            let engine = engine.clone();
+            tokio::spawn(async move { collect(&engine, r).await })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}

@@ -1,0 +1,253 @@
+//! Building blocks shared by every architecture, over plain row-major `f32` slices.
+//!
+//! Only the large matmuls go through candle ([`Linear`], quantized). Everything else is a short loop here,
+//! which avoids a tensor allocation per op and lets attention read the [`KvCache`] in place: no `cat`,
+//! and grouped-query heads index their shared key/value head instead of copying it.
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{Module, Tensor};
+
+use crate::{KvCache, ModelError};
+
+/// A weight matrix `[out, in]` applied to rows of activations.
+#[derive(Debug)]
+pub struct Linear {
+    weight: QMatMul,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl Linear {
+    /// Wraps a GGUF weight of shape `[out, in]`.
+    pub fn new(weight: QTensor) -> Result<Self, ModelError> {
+        let (out_dim, in_dim) = weight.shape().dims2()?;
+        Ok(Self { weight: QMatMul::from_qtensor(weight)?, in_dim, out_dim })
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// `rows × in` → `rows × out`.
+    pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let rows = x.len() / self.in_dim;
+        let input = Tensor::from_slice(x, (rows, self.in_dim), &candle_core::Device::Cpu)?;
+        Ok(self.weight.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Root-mean-square normalisation with a learned scale.
+#[derive(Debug)]
+pub struct RmsNorm {
+    weight: Vec<f32>,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// A norm with this scale vector and epsilon.
+    pub fn new(weight: Vec<f32>, eps: f32) -> Self {
+        Self { weight, eps }
+    }
+
+    /// Normalises each row of `x` (rows of the scale's width).
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let dim = self.weight.len();
+        let mut out = Vec::with_capacity(x.len());
+        for row in x.chunks_exact(dim) {
+            let mean_square = dot(row, row) / dim as f32;
+            let scale = 1.0 / (mean_square + self.eps).sqrt();
+            out.extend(row.iter().zip(&self.weight).map(|(v, w)| v * scale * w));
+        }
+        out
+    }
+}
+
+/// Rotary position embedding on adjacent pairs (GGUF's llama layout), with a table for every position.
+#[derive(Debug)]
+pub struct Rope {
+    /// `[position][pair]` cosines, then sines.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    pairs: usize,
+}
+
+impl Rope {
+    /// A table for `positions` positions of a `rotary_dim`-wide head with base `theta`.
+    pub fn new(rotary_dim: usize, theta: f32, positions: usize) -> Self {
+        let pairs = rotary_dim / 2;
+        let mut cos = Vec::with_capacity(positions * pairs);
+        let mut sin = Vec::with_capacity(positions * pairs);
+        for p in 0..positions {
+            for i in 0..pairs {
+                let freq = 1.0 / (theta as f64).powf(2.0 * i as f64 / rotary_dim as f64);
+                let angle = p as f64 * freq;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        Self { cos, sin, pairs }
+    }
+
+    /// Positions the table covers.
+    pub fn positions(&self) -> usize {
+        self.cos.len() / self.pairs.max(1)
+    }
+
+    /// Rotates every head of one token's row `x` (heads of `head_dim`) to position `pos`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let cos = &self.cos[pos * self.pairs..(pos + 1) * self.pairs];
+        let sin = &self.sin[pos * self.pairs..(pos + 1) * self.pairs];
+        for head in x.chunks_exact_mut(head_dim) {
+            for i in 0..self.pairs {
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * cos[i] - b * sin[i];
+                head[2 * i + 1] = a * sin[i] + b * cos[i];
+            }
+        }
+    }
+}
+
+/// Head layout of grouped-query attention.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLayout {
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads; each serves `n_heads / n_kv_heads` query heads.
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl HeadLayout {
+    /// Width of a query row.
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+
+    /// Width of a key or value row.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_heads * self.head_dim
+    }
+}
+
+/// Causal attention of `q` (`tokens × q_dim`, the newest `tokens` positions) over every position in
+/// `layer` of `cache`, which already holds those tokens' keys and values. Returns `tokens × q_dim`.
+pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) -> Vec<f32> {
+    let (keys, values) = cache.layer(layer);
+    let (q_dim, kv_dim, d) = (heads.q_dim(), heads.kv_dim(), heads.head_dim);
+    let tokens = q.len() / q_dim;
+    let total = keys.len() / kv_dim;
+    let first = total - tokens;
+    let group = heads.n_heads / heads.n_kv_heads;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut out = vec![0.0; q.len()];
+    let mut scores = Vec::with_capacity(total);
+    for t in 0..tokens {
+        let visible = first + t + 1;
+        for h in 0..heads.n_heads {
+            let kv_offset = (h / group) * d;
+            let query = &q[t * q_dim + h * d..t * q_dim + (h + 1) * d];
+            scores.clear();
+            scores.extend((0..visible).map(|p| dot(query, &keys[p * kv_dim + kv_offset..][..d]) * scale));
+            softmax_in_place(&mut scores);
+            let o = &mut out[t * q_dim + h * d..t * q_dim + (h + 1) * d];
+            for (p, &w) in scores.iter().enumerate() {
+                axpy(w, &values[p * kv_dim + kv_offset..][..d], o);
+            }
+        }
+    }
+    out
+}
+
+/// `silu(gate) * up`, elementwise, into `gate`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// `x += y`, elementwise.
+pub fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Numerically stable softmax.
+pub fn softmax_in_place(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Dot product with eight independent accumulators, so the compiler can vectorise it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
+    let (b8, b_rest) = b.split_at(a8.len());
+    for (x, y) in a8.chunks_exact(8).zip(b8.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = a_rest.iter().zip(b_rest).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a * x`.
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let rope = Rope::new(8, 10000.0, 16);
+        let mut x: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 - 0.5).collect();
+        let original = x.clone();
+        rope.apply(&mut x, 8, 0);
+        assert_eq!(x, original);
+        rope.apply(&mut x, 8, 7);
+        assert!((dot(&x, &x) - dot(&original, &original)).abs() < 1e-4);
+        assert_ne!(x, original);
+    }
+
+    #[test]
+    fn attention_over_one_position_returns_its_value() {
+        let heads = HeadLayout { n_heads: 2, n_kv_heads: 1, head_dim: 4 };
+        let mut cache = KvCache::new(1, 4, 4);
+        cache.append(0, &[1.0, 0.0, 0.0, 0.0], &[0.5, -1.0, 2.0, 3.0]);
+        cache.advance(1);
+        let out = attention(&[1.0; 8], &cache, 0, heads);
+        assert_eq!(out, [0.5, -1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn attention_is_causal_within_a_chunk() {
+        let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
+        let mut cache = KvCache::new(1, 2, 4);
+        cache.append(0, &[0.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 3.0, 3.0]);
+        cache.advance(2);
+        let out = attention(&[1.0, 1.0, 1.0, 1.0], &cache, 0, heads);
+        assert_eq!(out[..2], [1.0, 1.0], "the first token sees only itself");
+        assert_eq!(out[2..], [2.0, 2.0], "the second averages both (equal scores)");
+    }
+
+    #[test]
+    fn dot_matches_a_plain_sum_for_odd_lengths() {
+        let a: Vec<f32> = (0..13).map(|i| i as f32).collect();
+        assert_eq!(dot(&a, &a), a.iter().map(|x| x * x).sum::<f32>());
+    }
+}

@@ -1,0 +1,181 @@
+//! Llama: a pre-norm decoder with RMSNorm, rotary positions, grouped-query attention and SwiGLU.
+//!
+//! Touvron et al., "Llama 2: Open Foundation and Fine-Tuned Chat Models" (2023), arXiv:2307.09288.
+//! Reference: Hugging Face `transformers/models/llama/modeling_llama.py`; tensor names and the
+//! adjacent-pair RoPE layout follow llama.cpp's GGUF conversion (`blk.N.attn_q.weight`, …).
+
+use crate::gguf::{GgufFile, WeightFormat};
+use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, RmsNorm, Rope};
+use crate::{CausalLm, KvCache, ModelError, ModelInfo, SeqStep};
+
+/// One transformer block's weights.
+#[derive(Debug)]
+struct Block {
+    attn_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ffn_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// A Llama-architecture model loaded from GGUF.
+#[derive(Debug)]
+pub struct Llama {
+    info: ModelInfo,
+    dim: usize,
+    heads: HeadLayout,
+    /// `vocab × dim`, dequantized once: a lookup reads one row per token.
+    embedding: Vec<f32>,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Linear,
+    rope: Rope,
+}
+
+impl Llama {
+    /// Loads weights and hyper-parameters from `general.architecture = llama` metadata.
+    pub fn from_gguf(file: &GgufFile, format: WeightFormat) -> Result<Self, ModelError> {
+        let key = |k: &str| format!("llama.{k}");
+        let uint = |k: &str| file.uint(&key(k)).map(|v| v as usize);
+        let n_layers = uint("block_count")?;
+        let dim = uint("embedding_length")?;
+        let n_heads = uint("attention.head_count")?;
+        let n_kv_heads = uint("attention.head_count_kv").unwrap_or(n_heads);
+        let head_dim = uint("attention.key_length").unwrap_or(dim / n_heads.max(1));
+        let context_length = uint("context_length")?;
+        let eps = file.float(&key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5);
+        let theta = file.float(&key("rope.freq_base")).unwrap_or(10_000.0);
+        let rotary_dim = uint("rope.dimension_count").unwrap_or(head_dim);
+        if n_heads == 0 || n_kv_heads == 0 || n_heads % n_kv_heads != 0 || rotary_dim != head_dim {
+            return Err(ModelError::Unsupported(format!(
+                "llama head layout: {n_heads} heads, {n_kv_heads} kv heads, rotary dim {rotary_dim} of {head_dim}"
+            )));
+        }
+        let heads = HeadLayout { n_heads, n_kv_heads, head_dim };
+
+        let embedding_tensor = file.tensor("token_embd.weight")?;
+        let (vocab_size, embedding_dim) = embedding_tensor.shape().dims2()?;
+        if embedding_dim != dim {
+            return Err(ModelError::Invalid(format!("token_embd is {embedding_dim} wide, expected {dim}")));
+        }
+        let embedding = file.dense("token_embd.weight")?;
+        let head = if file.has_tensor("output.weight") {
+            Linear::new(file.weight("output.weight", format)?)?
+        } else {
+            Linear::new(embedding_tensor)?
+        };
+        let norm = |name: &str| file.dense(name).map(|w| RmsNorm::new(w, eps));
+        let linear = |name: String| file.weight(&name, format).and_then(Linear::new);
+        let blocks = (0..n_layers)
+            .map(|i| {
+                let t = |n: &str| format!("blk.{i}.{n}.weight");
+                Ok(Block {
+                    attn_norm: norm(&t("attn_norm"))?,
+                    q: linear(t("attn_q"))?,
+                    k: linear(t("attn_k"))?,
+                    v: linear(t("attn_v"))?,
+                    o: linear(t("attn_output"))?,
+                    ffn_norm: norm(&t("ffn_norm"))?,
+                    gate: linear(t("ffn_gate"))?,
+                    up: linear(t("ffn_up"))?,
+                    down: linear(t("ffn_down"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        let info = ModelInfo { architecture: "llama".into(), vocab_size: head.out_dim(), context_length };
+        if info.vocab_size != vocab_size {
+            return Err(ModelError::Invalid(format!("output head has {} rows, vocab {vocab_size}", info.vocab_size)));
+        }
+        Ok(Self {
+            info,
+            dim,
+            heads,
+            embedding,
+            blocks,
+            norm: norm("output_norm.weight")?,
+            head,
+            rope: Rope::new(rotary_dim, theta, context_length),
+        })
+    }
+
+    fn check(&self, batch: &[SeqStep<'_>]) -> Result<(), ModelError> {
+        for step in batch {
+            if let Some(bad) = step.tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
+                return Err(ModelError::Invalid(format!("token id {bad} is outside the vocabulary")));
+            }
+            let end = step.cache.len() + step.tokens.len();
+            if end > self.rope.positions() {
+                return Err(ModelError::Invalid(format!(
+                    "position {end} exceeds the context of {}",
+                    self.rope.positions()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CausalLm for Llama {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn new_cache(&self, capacity: usize) -> KvCache {
+        KvCache::new(self.blocks.len(), self.heads.kv_dim(), capacity)
+    }
+
+    fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.check(batch)?;
+        let (dim, q_dim, kv_dim, head_dim) = (self.dim, self.heads.q_dim(), self.heads.kv_dim(), self.heads.head_dim);
+        let total: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let mut x = Vec::with_capacity(total * dim);
+        for &t in batch.iter().flat_map(|s| s.tokens) {
+            x.extend_from_slice(&self.embedding[t as usize * dim..][..dim]);
+        }
+
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let h = block.attn_norm.forward(&x);
+            let (mut q, mut k, v) = (block.q.forward(&h)?, block.k.forward(&h)?, block.v.forward(&h)?);
+            let mut mixed = Vec::with_capacity(total * q_dim);
+            let mut row = 0;
+            for step in batch.iter_mut() {
+                let (n, start) = (step.tokens.len(), step.cache.len());
+                for i in 0..n {
+                    self.rope.apply(&mut q[(row + i) * q_dim..][..q_dim], head_dim, start + i);
+                    self.rope.apply(&mut k[(row + i) * kv_dim..][..kv_dim], head_dim, start + i);
+                }
+                let rows = row * kv_dim..(row + n) * kv_dim;
+                step.cache.append(layer, &k[rows.clone()], &v[rows]);
+                mixed.extend(attention(&q[row * q_dim..(row + n) * q_dim], step.cache, layer, self.heads));
+                row += n;
+            }
+            add_in_place(&mut x, &block.o.forward(&mixed)?);
+
+            let h = block.ffn_norm.forward(&x);
+            let mut gate = block.gate.forward(&h)?;
+            swiglu(&mut gate, &block.up.forward(&h)?);
+            add_in_place(&mut x, &block.down.forward(&gate)?);
+        }
+
+        let mut last_rows = Vec::new();
+        let mut row = 0;
+        for step in batch.iter_mut() {
+            row += step.tokens.len();
+            step.cache.advance(step.tokens.len());
+            if step.want_logits {
+                last_rows.extend_from_slice(&x[(row - 1) * dim..row * dim]);
+            }
+        }
+        let logits =
+            if last_rows.is_empty() { Vec::new() } else { self.head.forward(&self.norm.forward(&last_rows))? };
+        let mut rows = logits.chunks_exact(self.info.vocab_size);
+        Ok(batch
+            .iter()
+            .map(|s| if s.want_logits { rows.next().map(<[f32]>::to_vec).unwrap_or_default() } else { Vec::new() })
+            .collect())
+    }
+}

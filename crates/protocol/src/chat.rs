@@ -1,0 +1,205 @@
+//! `/v1/chat/completions`: request, response and stream chunk.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/chat/completions` body.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatCompletionRequest {
+    /// The model id, as listed by `/v1/models`.
+    pub model: String,
+    /// The conversation so far.
+    pub messages: Vec<ChatMessage>,
+    /// Deprecated alias of `max_completion_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<i64>,
+    /// Upper bound on generated tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_completion_tokens: Option<i64>,
+    /// Sampling temperature in [0, 2]; 0 is greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling mass in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// Seed for reproducible sampling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    /// Up to 4 strings that end generation; never part of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop: Option<Stop>,
+    /// Number of choices; only 1 is served so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<i64>,
+    /// Stream the answer as server-sent events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Options that only apply when `stream` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+    /// Extension (vLLM, llama.cpp): keep generating past end-of-sequence tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_eos: Option<bool>,
+}
+
+/// `stop`: one string or a list of strings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Stop {
+    /// A single stop string.
+    One(String),
+    /// Several stop strings.
+    Many(Vec<String>),
+}
+
+impl Stop {
+    /// The stop strings as a list.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Stop::One(s) => vec![s],
+            Stop::Many(v) => v,
+        }
+    }
+}
+
+/// `stream_options`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StreamOptions {
+    /// Send one more chunk, with empty `choices`, carrying the request's `usage`.
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// One message of `messages`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatMessage {
+    /// `system`, `developer`, `user` or `assistant`.
+    pub role: String,
+    /// Text, or a list of content parts.
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    /// Optional participant name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `content`: a string or a list of typed parts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    /// Plain text.
+    Text(String),
+    /// Typed parts; only `{"type":"text"}` is served.
+    Parts(Vec<ContentPart>),
+}
+
+/// One typed content part.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ContentPart {
+    /// The part type, e.g. `text` or `image_url`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text of a `text` part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A natural end: end-of-turn token or a stop string.
+    Stop,
+    /// The token limit was reached.
+    Length,
+}
+
+/// Token counts of one request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Usage {
+    /// Tokens in the rendered prompt.
+    pub prompt_tokens: u32,
+    /// Tokens generated, summed over choices.
+    pub completion_tokens: u32,
+    /// `prompt_tokens + completion_tokens`.
+    pub total_tokens: u32,
+}
+
+/// The non-streaming response.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatCompletion {
+    /// `chatcmpl-…`.
+    pub id: String,
+    /// Always `chat.completion`.
+    pub object: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// The model id that served the request.
+    pub model: String,
+    /// One entry per choice.
+    pub choices: Vec<ChatChoice>,
+    /// Token counts.
+    pub usage: Usage,
+}
+
+/// One choice of a [`ChatCompletion`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatChoice {
+    /// Position in `choices`.
+    pub index: u32,
+    /// The generated message.
+    pub message: AssistantMessage,
+    /// Why generation ended.
+    pub finish_reason: FinishReason,
+    /// Always null until log-probabilities are served.
+    pub logprobs: Option<()>,
+}
+
+/// The assistant's generated message.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AssistantMessage {
+    /// Always `assistant`.
+    pub role: String,
+    /// The generated text.
+    pub content: Option<String>,
+}
+
+/// One server-sent event of a streaming response.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChatCompletionChunk {
+    /// The same id on every chunk of a response.
+    pub id: String,
+    /// Always `chat.completion.chunk`.
+    pub object: String,
+    /// The same timestamp on every chunk of a response.
+    pub created: u64,
+    /// The model id that served the request.
+    pub model: String,
+    /// Empty on the final usage chunk.
+    pub choices: Vec<ChunkChoice>,
+    /// Set only on the final usage chunk, when `stream_options.include_usage` asked for it.
+    pub usage: Option<Usage>,
+}
+
+/// One choice's increment in a [`ChatCompletionChunk`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ChunkChoice {
+    /// Position in `choices`.
+    pub index: u32,
+    /// The new part of the message.
+    pub delta: Delta,
+    /// Set on the choice's last chunk only.
+    pub finish_reason: Option<FinishReason>,
+    /// Always null until log-probabilities are served.
+    pub logprobs: Option<()>,
+}
+
+/// The new part of a streamed message.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Delta {
+    /// `assistant`, on the first chunk only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// New text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}

@@ -1,0 +1,19 @@
+//! OpenAI wire types, mirrored field for field.
+//!
+//! Field names are the wire names. Unknown request fields are accepted and ignored, because real
+//! clients send extras. Numeric request fields are parsed wide (`i64`, `f64`) so that an
+//! out-of-range value reaches validation, which can then name the field, instead of failing in serde.
+//!
+//! # Layout
+//! - [`chat`] — `/v1/chat/completions` requests, responses and stream chunks.
+//! - [`models`] — `/v1/models`.
+//! - [`error`] — the one error body shape, `{"error":{"message","type","param","code"}}`.
+#![warn(missing_docs)]
+
+pub mod chat;
+pub mod error;
+pub mod models;
+
+pub use chat::*;
+pub use error::{ErrorBody, ErrorObject};
+pub use models::{Model, ModelList};

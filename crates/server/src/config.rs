@@ -1,0 +1,238 @@
+//! Configuration, resolved once: command-line flags > `HEARTH_*` environment > config file > defaults.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hearth_engine::EngineConfig;
+use hearth_models::WeightFormat;
+use serde::Deserialize;
+
+/// The default chat model, as `scripts/fetch-models.sh` saves it.
+pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Hearth: a self-hosted, OpenAI-compatible LLM inference server.
+#[derive(Debug, Parser)]
+#[command(name = "hearth", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `hearth` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a model over the OpenAI API.
+    Serve(ServeArgs),
+}
+
+/// `hearth serve` flags; each also reads a `HEARTH_*` environment variable.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// TOML config file (see config/default.toml); flags and environment override it.
+    #[arg(long, env = "HEARTH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// GGUF model file to serve [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
+    #[arg(long, env = "HEARTH_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Model id clients pass as `model` [default: the file name without .gguf].
+    #[arg(long, env = "HEARTH_SERVED_MODEL_NAME")]
+    pub served_model_name: Option<String>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long, env = "HEARTH_HOST")]
+    pub host: Option<String>,
+    /// Port to bind [default: 8080].
+    #[arg(long, env = "HEARTH_PORT")]
+    pub port: Option<u16>,
+    /// Inference threads; 0 means one per physical core [default: 0].
+    #[arg(long, env = "HEARTH_THREADS")]
+    pub threads: Option<usize>,
+    /// How weights are held in memory [default: q8-0].
+    #[arg(long, env = "HEARTH_WEIGHTS", value_enum)]
+    pub weights: Option<Weights>,
+    /// Most sequences generating at once [default: 16].
+    #[arg(long, env = "HEARTH_MAX_NUM_SEQS")]
+    pub max_num_seqs: Option<usize>,
+    /// Most requests waiting for a slot; more are refused with 429 [default: 64].
+    #[arg(long, env = "HEARTH_MAX_WAITING")]
+    pub max_waiting: Option<usize>,
+    /// Most tokens per forward step; longer prompts are prefilled in chunks [default: 256].
+    #[arg(long, env = "HEARTH_MAX_BATCH_TOKENS")]
+    pub max_batch_tokens: Option<usize>,
+}
+
+/// In-memory weight format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Weights {
+    /// Exactly as stored in the file.
+    AsStored,
+    /// Requantize 4/5-bit legacy formats to Q8_0 at load: faster on CPU, ~1.7x their memory.
+    #[value(name = "q8-0")]
+    #[serde(rename = "q8-0")]
+    Q80,
+}
+
+impl From<Weights> for WeightFormat {
+    fn from(w: Weights) -> Self {
+        match w {
+            Weights::AsStored => WeightFormat::AsStored,
+            Weights::Q80 => WeightFormat::Q8_0,
+        }
+    }
+}
+
+/// The config file; every key optional, unknown keys rejected (a typo must not pass silently).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    server: Option<FileServer>,
+    model: Option<FileModel>,
+    engine: Option<FileEngine>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    path: Option<PathBuf>,
+    served_model_name: Option<String>,
+    weights: Option<Weights>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEngine {
+    threads: Option<usize>,
+    max_num_seqs: Option<usize>,
+    max_waiting: Option<usize>,
+    max_batch_tokens: Option<usize>,
+}
+
+/// The resolved configuration, one part per layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// HTTP settings.
+    pub server: ServerConfig,
+    /// What to serve.
+    pub model: ModelConfig,
+    /// Inference threads and engine limits.
+    pub engine: EngineSettings,
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind.
+    pub port: u16,
+}
+
+/// What to serve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// The GGUF file.
+    pub path: PathBuf,
+    /// The id clients use; the file name without `.gguf` when `None`.
+    pub served_model_name: Option<String>,
+    /// In-memory weight format.
+    pub weights: WeightFormat,
+}
+
+/// Inference threads and engine limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Inference threads; 0 means one per physical core.
+    pub threads: usize,
+    /// Batching limits.
+    pub limits: EngineConfig,
+}
+
+impl Config {
+    /// Resolves flags and environment (already merged by clap) over the config file over defaults.
+    pub fn resolve(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Self::merge(args, file))
+    }
+
+    /// The configuration with nothing set.
+    pub fn default_resolved() -> Self {
+        Self::merge(&ServeArgs::default(), FileConfig::default())
+    }
+
+    fn merge(args: &ServeArgs, file: FileConfig) -> Self {
+        let server = file.server.unwrap_or_default();
+        let model = file.model.unwrap_or_default();
+        let engine = file.engine.unwrap_or_default();
+        let defaults = EngineConfig::default();
+        Self {
+            server: ServerConfig {
+                host: args.host.clone().or(server.host).unwrap_or_else(|| "127.0.0.1".into()),
+                port: args.port.or(server.port).unwrap_or(8080),
+            },
+            model: ModelConfig {
+                path: args.model.clone().or(model.path).unwrap_or_else(|| DEFAULT_MODEL.into()),
+                served_model_name: args.served_model_name.clone().or(model.served_model_name),
+                weights: args.weights.or(model.weights).unwrap_or(Weights::Q80).into(),
+            },
+            engine: EngineSettings {
+                threads: args.threads.or(engine.threads).unwrap_or(0),
+                limits: EngineConfig {
+                    max_running: args.max_num_seqs.or(engine.max_num_seqs).unwrap_or(defaults.max_running),
+                    max_waiting: args.max_waiting.or(engine.max_waiting).unwrap_or(defaults.max_waiting),
+                    max_batch_tokens: args
+                        .max_batch_tokens
+                        .or(engine.max_batch_tokens)
+                        .unwrap_or(defaults.max_batch_tokens),
+                },
+            },
+        }
+    }
+}
+
+/// Parses a config file.
+pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
+    parse_file(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+}
+
+/// Parses config file text.
+pub fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
+    toml::from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_toml_equals_the_code_defaults() {
+        let text = include_str!("../../../config/default.toml");
+        let file = parse_file(text).unwrap();
+        assert_eq!(Config::merge(&ServeArgs::default(), file), Config::default_resolved());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = parse_file("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nmax_num_seqs = 4").unwrap();
+        let args = ServeArgs { port: Some(9100), ..ServeArgs::default() };
+        let config = Config::merge(&args, file);
+        assert_eq!(config.server, ServerConfig { host: "0.0.0.0".into(), port: 9100 });
+        assert_eq!(config.engine.limits.max_running, 4);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(parse_file("[server]\nprot = 1").is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! Hearth's HTTP layer: the OpenAI API over the engine, and the `hearth` binary's composition root.
+//!
+//! **Invariant:** only this crate knows the wire. It turns `hearth-protocol` requests into
+//! `hearth-engine` requests (in [`prepare`]) and engine events back into OpenAI responses (in [`stream`]
+//! and the routes). Every failure leaves through [`error::ApiError`].
+//!
+//! # Layout
+//! - [`config`] — `Cli`, the config file, and `Config::resolve`.
+//! - [`model`] — loading a GGUF into the engine's model and the text side ([`model::ServedModel`]).
+//! - [`app`] — `AppState`, `app(state) -> Router`, `serve`.
+//! - [`extract`] — the JSON extractor whose rejection is an `ApiError`.
+//! - [`prepare`] — wire request → validated `GenerateRequest` (template, tokenize, limits).
+//! - [`stream`] — engine events → text pieces (incremental decode, stop strings).
+//! - [`routes`] — the handlers.
+//! - [`error`] — `ApiError`, the one status/body/SSE mapping.
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod model;
+pub mod prepare;
+pub mod routes;
+pub mod stream;
+
+use std::sync::Arc;
+
+pub use app::{app, serve, AppState};
+pub use config::Config;
+
+/// Loads the configured model and starts the engine thread.
+pub fn start(config: &Config) -> anyhow::Result<AppState> {
+    let path = &config.model.path;
+    if !path.exists() {
+        anyhow::bail!(
+            "model file {} not found; fetch the default model with scripts/fetch-models.sh or pass --model PATH",
+            path.display()
+        );
+    }
+    let started = std::time::Instant::now();
+    let (served, model) = model::load(path, config.model.served_model_name.clone(), config.model.weights)?;
+    tracing::info!(
+        model = %served.id,
+        path = %path.display(),
+        context = served.context_length,
+        seconds = started.elapsed().as_secs_f32(),
+        "model loaded"
+    );
+    let engine = hearth_engine::spawn(model, config.engine.limits)?;
+    Ok(AppState { engine, model: Arc::new(served) })
+}
+
+/// Sets the inference thread count (0 = one per physical core); call before the first model load.
+pub fn set_inference_threads(threads: usize) {
+    if threads > 0 {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}

@@ -1,0 +1,64 @@
+//! Loading a model file into what the server serves: the engine's model plus the text side.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hearth_models::{CausalLm, GgufFile, WeightFormat};
+use hearth_text::{ChatTemplate, GgufVocab, TokenType, Tokenizer};
+
+/// Everything the HTTP layer knows about the served model.
+#[derive(Debug)]
+pub struct ServedModel {
+    /// The id clients pass as `model`.
+    pub id: String,
+    /// Unix seconds when it was loaded.
+    pub created: u64,
+    /// Prompt + generation limit in tokens.
+    pub context_length: usize,
+    /// Text <-> tokens.
+    pub tokenizer: Tokenizer,
+    /// The model's chat template.
+    pub template: ChatTemplate,
+}
+
+/// Reads a GGUF file: returns the model for the engine and the text side for the server.
+pub fn load(path: &Path, id: Option<String>, format: WeightFormat) -> anyhow::Result<(ServedModel, Box<dyn CausalLm>)> {
+    let file = GgufFile::open(path)?;
+    let vocab = vocab(&file)?;
+    let tokenizer = Tokenizer::from_gguf(&vocab)?;
+    let token = |id: Option<u32>| id.and_then(|i| vocab.tokens.get(i as usize)).cloned().unwrap_or_default();
+    let source = file
+        .string("tokenizer.chat_template")
+        .map_err(|_| anyhow::anyhow!("{} has no chat template (tokenizer.chat_template)", path.display()))?;
+    let template = ChatTemplate::new(source, &token(vocab.bos), &token(vocab.eos))?;
+    let model = hearth_models::load(&file, format)?;
+    let id = id.unwrap_or_else(|| default_id(path));
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let context_length = model.info().context_length;
+    Ok((ServedModel { id, created, context_length, tokenizer, template }, model))
+}
+
+/// The file name without its `.gguf` extension.
+pub fn default_id(path: &Path) -> String {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
+}
+
+fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
+    let optional_id = |key: &str| file.uint(key).ok().map(|v| v as u32);
+    Ok(GgufVocab {
+        model: file.string("tokenizer.ggml.model")?.to_string(),
+        pre: file.string("tokenizer.ggml.pre").ok().map(str::to_string),
+        tokens: file.strings("tokenizer.ggml.tokens")?,
+        token_types: file
+            .ints("tokenizer.ggml.token_type")
+            .unwrap_or_default()
+            .into_iter()
+            .map(TokenType::from_gguf)
+            .collect(),
+        merges: file.strings("tokenizer.ggml.merges").unwrap_or_default(),
+        bos: optional_id("tokenizer.ggml.bos_token_id"),
+        eos: optional_id("tokenizer.ggml.eos_token_id"),
+        add_bos: file.boolean("tokenizer.ggml.add_bos_token").unwrap_or(false),
+    })
+}

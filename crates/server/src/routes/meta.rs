@@ -1,0 +1,43 @@
+//! `GET /v1/models`, `GET /v1/models/{id}` and `GET /health`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hearth_protocol::{Model, ModelList};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+fn model_entry(state: &AppState) -> Model {
+    Model {
+        id: state.model.id.clone(),
+        object: "model".into(),
+        created: state.model.created,
+        owned_by: "hearth".into(),
+        max_model_len: state.model.context_length as u32,
+    }
+}
+
+/// Lists the served models.
+pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
+    Json(ModelList { object: "list".into(), data: vec![model_entry(&state)] })
+}
+
+/// One served model, or 404.
+pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
+    if id == state.model.id {
+        Ok(Json(model_entry(&state)))
+    } else {
+        Err(ApiError::ModelNotFound(id))
+    }
+}
+
+/// 200 while the engine serves, 503 once it has stopped.
+pub async fn health(State(state): State<AppState>) -> Response {
+    if state.engine.is_alive() {
+        (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
+    } else {
+        ApiError::Unavailable("the inference engine has stopped".into()).into_response()
+    }
+}

@@ -1,0 +1,4 @@
+//! HTTP handlers, one module per group of routes.
+
+pub mod chat;
+pub mod meta;

@@ -1,0 +1,21 @@
+//! Text <-> tokens: everything Hearth does with text before the engine and after it.
+//!
+//! No HTTP and no candle here: the server hands in plain strings and token ids.
+//!
+//! # Layout
+//! - [`tokenizer`] — [`Tokenizer`], built from GGUF vocabulary metadata ([`GgufVocab`]); encodes a rendered
+//!   chat prompt so that message content can never produce control tokens.
+//! - [`template`] — [`ChatTemplate`], the model's Jinja chat template rendered with minijinja.
+//! - [`decode`] — [`IncrementalDecoder`], token ids to UTF-8-safe text deltas.
+//! - [`stop`] — [`StopMatcher`], holds back text that may become a stop string.
+#![warn(missing_docs)]
+
+pub mod decode;
+pub mod stop;
+pub mod template;
+pub mod tokenizer;
+
+pub use decode::IncrementalDecoder;
+pub use stop::{StopMatcher, StopOutcome};
+pub use template::{ChatTemplate, PromptMessage, RenderedPrompt, TemplateError};
+pub use tokenizer::{GgufVocab, TokenType, Tokenizer, TokenizerError};

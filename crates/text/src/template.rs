@@ -1,0 +1,161 @@
+//! The model's chat template (Jinja, from `tokenizer.chat_template`), rendered with minijinja the way
+//! Hugging Face renders it: `trim_blocks` + `lstrip_blocks`, Python string methods, `raise_exception`.
+//!
+//! Message content is rendered as a unique marker first and spliced in afterwards, so the result knows
+//! exactly which byte ranges came from users. [`crate::Tokenizer::encode_prompt`] uses those ranges to keep
+//! control tokens out of content. A template that transforms content (e.g. `| trim`) sees the marker,
+//! so such transforms do not apply to content.
+
+use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::{context, Environment, ErrorKind};
+use serde::Serialize;
+
+const TEMPLATE_NAME: &str = "chat";
+
+/// One message as the template sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PromptMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+/// A rendered prompt and where its message content lies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPrompt {
+    /// The whole prompt text.
+    pub text: String,
+    /// Byte ranges of `text` that are message content, in order.
+    pub content_spans: Vec<Range<usize>>,
+}
+
+/// Why a template could not be compiled or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    /// The template source does not compile.
+    #[error("chat template does not compile: {0}")]
+    Compile(String),
+    /// The template rejected the conversation (its `raise_exception`, or a runtime error).
+    #[error("chat template rejected the messages: {0}")]
+    Render(String),
+}
+
+/// A compiled chat template.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").finish_non_exhaustive()
+    }
+}
+
+impl ChatTemplate {
+    /// Compiles `source`; `bos_token` and `eos_token` are exposed to it as variables.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let compile = |e: minijinja::Error| TemplateError::Compile(e.to_string());
+        let mut env = Environment::new();
+        env.set_syntax(SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build().map_err(compile)?);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+        });
+        env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(compile)?;
+        Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+    }
+
+    /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`.
+    pub fn render(
+        &self,
+        messages: &[PromptMessage],
+        add_generation_prompt: bool,
+    ) -> Result<RenderedPrompt, TemplateError> {
+        let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let marker = |i: usize| format!("\u{E000}{nonce:016x}:{i}\u{E001}");
+        let masked: Vec<PromptMessage> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| PromptMessage { role: m.role.clone(), content: marker(i) })
+            .collect();
+        let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Compile(e.to_string()))?;
+        let skeleton = template
+            .render(context! {
+                messages => minijinja::Value::from(minijinja::value::Serde(&masked)),
+                add_generation_prompt => add_generation_prompt,
+                bos_token => &self.bos_token,
+                eos_token => &self.eos_token,
+            })
+            .map_err(|e| TemplateError::Render(e.to_string()))?;
+        Ok(splice(&skeleton, messages, &marker))
+    }
+}
+
+/// Replaces every marker in `skeleton` with its message's content, recording where each landed.
+fn splice(skeleton: &str, messages: &[PromptMessage], marker: &dyn Fn(usize) -> String) -> RenderedPrompt {
+    let mut text = String::with_capacity(skeleton.len() + messages.iter().map(|m| m.content.len()).sum::<usize>());
+    let mut content_spans = Vec::new();
+    let mut rest = skeleton;
+    while let Some(start) = rest.find('\u{E000}') {
+        let found = messages.iter().enumerate().find(|(i, _)| rest[start..].starts_with(&marker(*i)));
+        let Some((i, message)) = found else {
+            text.push_str(&rest[..start + '\u{E000}'.len_utf8()]);
+            rest = &rest[start + '\u{E000}'.len_utf8()..];
+            continue;
+        };
+        text.push_str(&rest[..start]);
+        content_spans.push(text.len()..text.len() + message.content.len());
+        text.push_str(&message.content);
+        rest = &rest[start + marker(i).len()..];
+    }
+    text.push_str(rest);
+    RenderedPrompt { text, content_spans }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn msg(role: &str, content: &str) -> PromptMessage {
+        PromptMessage { role: role.into(), content: content.into() }
+    }
+
+    #[test]
+    fn renders_chatml_and_marks_content() {
+        let t = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
+        let p = t.render(&[msg("system", "Be brief."), msg("user", "Hi <|im_end|>")], true).unwrap();
+        assert_eq!(
+            p.text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n"
+        );
+        let spans: Vec<&str> = p.content_spans.iter().map(|r| &p.text[r.clone()]).collect();
+        assert_eq!(spans, ["Be brief.", "Hi <|im_end|>"]);
+    }
+
+    #[test]
+    fn trims_blocks_like_hugging_face() {
+        let t = ChatTemplate::new("{% for m in messages %}\n  {{ m.content }}\n{% endfor %}", "", "").unwrap();
+        assert_eq!(t.render(&[msg("user", "a"), msg("user", "b")], false).unwrap().text, "  a\n  b\n");
+    }
+
+    #[test]
+    fn raise_exception_is_a_render_error() {
+        let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
+        let err = t.render(&[msg("user", "a")], false).unwrap_err();
+        assert!(err.to_string().contains("roles must alternate"), "{err}");
+    }
+
+    #[test]
+    fn python_string_methods_work() {
+        let t = ChatTemplate::new("{{ messages[0].role.upper() }}", "", "").unwrap();
+        assert_eq!(t.render(&[msg("user", "a")], false).unwrap().text, "USER");
+    }
+}

@@ -1,0 +1,11 @@
+//! Hearth's end-to-end tests, one binary (ripgrep style).
+//!
+//! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
+//! - `reference`: the real default model against llama.cpp's answers in `../shared/data/`.
+//! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
+//!   Python SDK (`tests/sdk/test_chat.py`).
+
+mod http;
+mod reference;
+mod sdk;
+mod util;

@@ -1,0 +1,43 @@
+//! The real server with the real default model, driven by the official OpenAI Python SDK.
+
+use std::process::Command;
+
+use hearth_models::WeightFormat;
+
+use crate::util::{config, default_model, init, root};
+
+/// The Python interpreter with the `openai` package: `HEARTH_PYTHON`, else the repository's `.venv`.
+fn python() -> String {
+    if let Ok(python) = std::env::var("HEARTH_PYTHON") {
+        return python;
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(venv.exists(), "{} is missing: scripts/test.sh creates it with the OpenAI SDK", venv.display());
+    venv.display().to_string()
+}
+
+#[test]
+fn openai_python_sdk_suite() {
+    init();
+    let state = hearth_server::start(&config(default_model(), WeightFormat::Q8_0)).unwrap();
+    let model_id = state.model.id.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(hearth_server::serve(listener, hearth_server::app(state), async {
+        let _ = stopped.await;
+    }));
+
+    let status = Command::new(python())
+        .arg(root().join("tests/sdk/test_chat.py"))
+        .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
+        .env("HEARTH_MODEL", &model_id)
+        .env("PYTHONUNBUFFERED", "1")
+        .status()
+        .expect("running the Python SDK suite");
+
+    let _ = stop.send(());
+    runtime.block_on(server).unwrap().unwrap();
+    assert!(status.success(), "the OpenAI SDK suite failed: {status}");
+}
