@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve a model over the OpenAI API.
     Serve(ServeArgs),
+    /// Load-test any OpenAI-compatible endpoint (this server or a peer) and report throughput and latency.
+    Bench(hearth_bench::BenchArgs),
 }
 
 /// `hearth serve` flags; each also reads a `HEARTH_*` environment variable.
