@@ -4,36 +4,109 @@
 //! which avoids a tensor allocation per op and lets attention read the [`KvCache`] in place: no `cat`,
 //! and grouped-query heads index their shared key/value head instead of copying it.
 
+use std::sync::Arc;
+
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
+use crate::parallel::{for_chunks, DisjointWrites};
+use crate::quant::QuantMatrix;
 use crate::{KvCache, ModelError};
 
-/// A weight matrix `[out, in]` applied to rows of activations.
+/// A weight matrix `[out, in]` applied to rows of activations: our own kernels for the formats they
+/// cover ([`QuantMatrix`]), candle's quantized matmul for the rest.
 #[derive(Debug)]
-pub struct Linear {
-    weight: QMatMul,
-    in_dim: usize,
-    out_dim: usize,
+pub enum Linear {
+    /// Q8_0 or Q4_1 blocks, run by [`crate::quant`]; shared with a tied embedding.
+    Native(Arc<QuantMatrix>),
+    /// Any other GGUF type, run by candle.
+    Candle {
+        /// The weight.
+        weight: QMatMul,
+        /// Input width.
+        in_dim: usize,
+        /// Output width.
+        out_dim: usize,
+    },
 }
 
 impl Linear {
     /// Wraps a GGUF weight of shape `[out, in]`.
     pub fn new(weight: QTensor) -> Result<Self, ModelError> {
+        if let Some(native) = QuantMatrix::from_qtensor(&weight) {
+            return Ok(Self::Native(Arc::new(native)));
+        }
         let (out_dim, in_dim) = weight.shape().dims2()?;
-        Ok(Self { weight: QMatMul::from_qtensor(weight)?, in_dim, out_dim })
+        Ok(Self::Candle { weight: QMatMul::from_qtensor(weight)?, in_dim, out_dim })
     }
 
     /// Output width.
     pub fn out_dim(&self) -> usize {
-        self.out_dim
+        match self {
+            Self::Native(w) => w.rows(),
+            Self::Candle { out_dim, .. } => *out_dim,
+        }
     }
 
     /// `rows × in` → `rows × out`.
     pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
-        let rows = x.len() / self.in_dim;
-        let input = Tensor::from_slice(x, (rows, self.in_dim), &candle_core::Device::Cpu)?;
-        Ok(self.weight.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+        match self {
+            Self::Native(w) => Ok(w.matmul(x)),
+            Self::Candle { weight, in_dim, .. } => {
+                let input = Tensor::from_slice(x, (x.len() / in_dim, *in_dim), &candle_core::Device::Cpu)?;
+                Ok(weight.forward(&input)?.flatten_all()?.to_vec1::<f32>()?)
+            }
+        }
+    }
+}
+
+/// Several projections of the same input (Q/K/V, or gate/up), computed by one matmul when their weights
+/// stack: the activations are quantized once and the threads synchronise once.
+#[derive(Debug)]
+pub enum Projections {
+    /// One matrix whose rows are the parts' rows, in order.
+    Stacked {
+        /// The stacked weights.
+        matrix: QuantMatrix,
+        /// Output width of each part.
+        widths: Vec<usize>,
+    },
+    /// Parts whose formats do not stack, run one by one.
+    Separate(Vec<Linear>),
+}
+
+impl Projections {
+    /// Stacks the weights when they share a native format and input width.
+    pub fn new(weights: Vec<QTensor>) -> Result<Self, ModelError> {
+        let native: Option<Vec<QuantMatrix>> = weights.iter().map(QuantMatrix::from_qtensor).collect();
+        if let Some(native) = native {
+            let refs: Vec<&QuantMatrix> = native.iter().collect();
+            if let Some(matrix) = QuantMatrix::stack(&refs) {
+                return Ok(Self::Stacked { matrix, widths: native.iter().map(QuantMatrix::rows).collect() });
+            }
+        }
+        Ok(Self::Separate(weights.into_iter().map(Linear::new).collect::<Result<_, _>>()?))
+    }
+
+    /// One `rows × width` output per part.
+    pub fn forward(&self, x: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
+        match self {
+            Self::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Self::Stacked { matrix, widths } => {
+                let all = matrix.matmul(x);
+                let total = matrix.rows();
+                let rows = all.len() / total;
+                let mut outputs: Vec<Vec<f32>> = widths.iter().map(|w| Vec::with_capacity(rows * w)).collect();
+                for row in all.chunks_exact(total) {
+                    let mut start = 0;
+                    for (out, &w) in outputs.iter_mut().zip(widths) {
+                        out.extend_from_slice(&row[start..start + w]);
+                        start += w;
+                    }
+                }
+                Ok(outputs)
+            }
+        }
     }
 }
 
@@ -133,30 +206,33 @@ impl HeadLayout {
 
 /// Causal attention of `q` (`tokens × q_dim`, the newest `tokens` positions) over every position in
 /// `layer` of `cache`, which already holds those tokens' keys and values. Returns `tokens × q_dim`.
+/// (token, head) pairs run in parallel; each reads the cache in place.
 pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) -> Vec<f32> {
     let (keys, values) = cache.layer(layer);
     let (q_dim, kv_dim, d) = (heads.q_dim(), heads.kv_dim(), heads.head_dim);
     let tokens = q.len() / q_dim;
-    let total = keys.len() / kv_dim;
-    let first = total - tokens;
+    let first = keys.len() / kv_dim - tokens;
     let group = heads.n_heads / heads.n_kv_heads;
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0.0; q.len()];
-    let mut scores = Vec::with_capacity(total);
-    for t in 0..tokens {
-        let visible = first + t + 1;
-        for h in 0..heads.n_heads {
+    let cells = DisjointWrites::new(&mut out);
+    for_chunks(tokens * heads.n_heads, |items| {
+        let mut scores = Vec::new();
+        for item in items {
+            let (t, h) = (item / heads.n_heads, item % heads.n_heads);
+            let visible = first + t + 1;
             let kv_offset = (h / group) * d;
-            let query = &q[t * q_dim + h * d..t * q_dim + (h + 1) * d];
+            let query = &q[t * q_dim + h * d..][..d];
             scores.clear();
             scores.extend((0..visible).map(|p| dot(query, &keys[p * kv_dim + kv_offset..][..d]) * scale));
             softmax_in_place(&mut scores);
-            let o = &mut out[t * q_dim + h * d..t * q_dim + (h + 1) * d];
+            // SAFETY: each (token, head) item owns its `d` output cells, and items are split between threads.
+            let o = unsafe { cells.slice(t * q_dim + h * d..t * q_dim + (h + 1) * d) };
             for (p, &w) in scores.iter().enumerate() {
                 axpy(w, &values[p * kv_dim + kv_offset..][..d], o);
             }
         }
-    }
+    });
     out
 }
 
@@ -188,6 +264,7 @@ pub fn softmax_in_place(x: &mut [f32]) {
 }
 
 /// Dot product with eight independent accumulators, so the compiler can vectorise it.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (a8, a_rest) = a.split_at(a.len() / 8 * 8);
@@ -202,6 +279,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a * x`.
+#[inline]
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += a * xi;

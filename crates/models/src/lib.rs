@@ -16,6 +16,8 @@ pub mod gguf;
 pub mod kv_cache;
 pub mod layers;
 pub mod llama;
+mod parallel;
+pub mod quant;
 #[cfg(feature = "test-util")]
 pub mod tiny;
 

@@ -4,22 +4,40 @@
 //! Reference: Hugging Face `transformers/models/llama/modeling_llama.py`; tensor names and the
 //! adjacent-pair RoPE layout follow llama.cpp's GGUF conversion (`blk.N.attn_q.weight`, …).
 
+use std::sync::Arc;
+
 use crate::gguf::{GgufFile, WeightFormat};
-use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, RmsNorm, Rope};
+use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, Projections, RmsNorm, Rope};
+use crate::quant::QuantMatrix;
 use crate::{CausalLm, KvCache, ModelError, ModelInfo, SeqStep};
 
 /// One transformer block's weights.
 #[derive(Debug)]
 struct Block {
     attn_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Q, K and V.
+    qkv: Projections,
     o: Linear,
     ffn_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up.
+    gate_up: Projections,
     down: Linear,
+}
+
+/// Where token embeddings come from.
+#[derive(Debug)]
+enum Embedding {
+    /// `vocab × dim` values, dequantized once.
+    Dense(Vec<f32>),
+    /// Quantized rows (shared with a tied output head), dequantized on lookup.
+    Quantized(Arc<QuantMatrix>),
+}
+
+impl Embedding {
+    fn new(tensor: candle_core::quantized::QTensor) -> Result<Self, ModelError> {
+        let dense = tensor.dequantize(&candle_core::Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self::Dense(dense))
+    }
 }
 
 /// A Llama-architecture model loaded from GGUF.
@@ -28,8 +46,8 @@ pub struct Llama {
     info: ModelInfo,
     dim: usize,
     heads: HeadLayout,
-    /// `vocab × dim`, dequantized once: a lookup reads one row per token.
-    embedding: Vec<f32>,
+    /// Token embeddings, one row per token.
+    embedding: Embedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
     head: Linear,
@@ -62,26 +80,31 @@ impl Llama {
         if embedding_dim != dim {
             return Err(ModelError::Invalid(format!("token_embd is {embedding_dim} wide, expected {dim}")));
         }
-        let embedding = file.dense("token_embd.weight")?;
-        let head = if file.has_tensor("output.weight") {
-            Linear::new(file.weight("output.weight", format)?)?
+        let (embedding, head) = if file.has_tensor("output.weight") {
+            (Embedding::new(embedding_tensor)?, Linear::new(file.weight("output.weight", format)?)?)
         } else {
-            Linear::new(embedding_tensor)?
+            // Tied weights: the head's quantized matrix also serves the lookups, so it is held once.
+            let head = Linear::new(embedding_tensor)?;
+            let embedding = match &head {
+                Linear::Native(table) => Embedding::Quantized(table.clone()),
+                Linear::Candle { .. } => Embedding::new(file.tensor("token_embd.weight")?)?,
+            };
+            (embedding, head)
         };
         let norm = |name: &str| file.dense(name).map(|w| RmsNorm::new(w, eps));
         let linear = |name: String| file.weight(&name, format).and_then(Linear::new);
+        let projections = |names: &[String]| {
+            names.iter().map(|n| file.weight(n, format)).collect::<Result<Vec<_>, _>>().and_then(Projections::new)
+        };
         let blocks = (0..n_layers)
             .map(|i| {
                 let t = |n: &str| format!("blk.{i}.{n}.weight");
                 Ok(Block {
                     attn_norm: norm(&t("attn_norm"))?,
-                    q: linear(t("attn_q"))?,
-                    k: linear(t("attn_k"))?,
-                    v: linear(t("attn_v"))?,
+                    qkv: projections(&[t("attn_q"), t("attn_k"), t("attn_v")])?,
                     o: linear(t("attn_output"))?,
                     ffn_norm: norm(&t("ffn_norm"))?,
-                    gate: linear(t("ffn_gate"))?,
-                    up: linear(t("ffn_up"))?,
+                    gate_up: projections(&[t("ffn_gate"), t("ffn_up")])?,
                     down: linear(t("ffn_down"))?,
                 })
             })
@@ -134,12 +157,16 @@ impl CausalLm for Llama {
         let total: usize = batch.iter().map(|s| s.tokens.len()).sum();
         let mut x = Vec::with_capacity(total * dim);
         for &t in batch.iter().flat_map(|s| s.tokens) {
-            x.extend_from_slice(&self.embedding[t as usize * dim..][..dim]);
+            match &self.embedding {
+                Embedding::Quantized(table) => x.extend(table.dequantize_row(t as usize)),
+                Embedding::Dense(table) => x.extend_from_slice(&table[t as usize * dim..][..dim]),
+            }
         }
 
         for (layer, block) in self.blocks.iter().enumerate() {
             let h = block.attn_norm.forward(&x);
-            let (mut q, mut k, v) = (block.q.forward(&h)?, block.k.forward(&h)?, block.v.forward(&h)?);
+            let [mut q, mut k, v]: [Vec<f32>; 3] =
+                block.qkv.forward(&h)?.try_into().map_err(|_| ModelError::Invalid("Q/K/V projections".into()))?;
             let mut mixed = Vec::with_capacity(total * q_dim);
             let mut row = 0;
             for step in batch.iter_mut() {
@@ -156,8 +183,9 @@ impl CausalLm for Llama {
             add_in_place(&mut x, &block.o.forward(&mixed)?);
 
             let h = block.ffn_norm.forward(&x);
-            let mut gate = block.gate.forward(&h)?;
-            swiglu(&mut gate, &block.up.forward(&h)?);
+            let [mut gate, up]: [Vec<f32>; 2] =
+                block.gate_up.forward(&h)?.try_into().map_err(|_| ModelError::Invalid("gate/up projections".into()))?;
+            swiglu(&mut gate, &up);
             add_in_place(&mut x, &block.down.forward(&gate)?);
         }
 

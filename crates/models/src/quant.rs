@@ -1,0 +1,469 @@
+//! Quantized matrix × activations on the CPU, for the GGUF block formats Hearth runs natively.
+//!
+//! Weights stay in their GGUF blocks (32 values, f16 scales). Activations are quantized once per call to
+//! 8 bits with an f32 scale per block of 32 ([`QuantizedRows`]), so each block product is an integer dot
+//! product (AVX2 `maddubs`) times one scale. The kernel walks weight rows (output columns) in parallel
+//! chunks and, for each weight block it decodes, applies it to a tile of up to [`TILE`] activation rows:
+//! a batch of 16 sequences reads every weight once, not 16 times.
+//!
+//! **Batch invariance:** each activation row has its own accumulators and visits the blocks in the same
+//! order whatever the tile or batch size, so a row's result never depends on its batch mates.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+
+use crate::parallel::{for_chunks, DisjointWrites};
+
+/// Values per quantization block in every supported format.
+pub const BLOCK: usize = 32;
+/// Activation rows that share one decoded weight block.
+pub const TILE: usize = 4;
+
+/// The weight formats with a native kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `x = d * q`, `q` an i8.
+    Q8_0,
+    /// `x = d * q + m`, `q` a 4-bit unsigned nibble.
+    Q4_1,
+}
+
+/// A `rows × cols` weight matrix in GGUF blocks, split into quants and scales.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    format: Format,
+    rows: usize,
+    cols: usize,
+    /// Q8_0: 32 i8 per block. Q4_1: 16 bytes per block, element `i` in the low nibble of byte `i`
+    /// and element `16 + i` in its high nibble (GGML's layout).
+    qs: Vec<u8>,
+    /// f16 scale per block, as bits.
+    d: Vec<u16>,
+    /// f16 offset per block (Q4_1 only), as bits.
+    m: Vec<u16>,
+}
+
+impl QuantMatrix {
+    /// Takes a GGUF tensor of shape `[rows, cols]` in a supported format; `None` otherwise.
+    pub fn from_qtensor(tensor: &QTensor) -> Option<Self> {
+        let format = match tensor.dtype() {
+            GgmlDType::Q8_0 => Format::Q8_0,
+            GgmlDType::Q4_1 => Format::Q4_1,
+            _ => return None,
+        };
+        let (rows, cols) = tensor.shape().dims2().ok()?;
+        let raw = tensor.data().ok()?;
+        Some(Self::from_blocks(format, rows, cols, &raw))
+    }
+
+    /// Splits raw GGUF blocks (`rows * cols / 32` of them, row-major) into quants and scales.
+    pub fn from_blocks(format: Format, rows: usize, cols: usize, raw: &[u8]) -> Self {
+        assert!(cols.is_multiple_of(BLOCK), "columns must be a multiple of {BLOCK}");
+        let blocks = rows * cols / BLOCK;
+        let (block_bytes, quant_bytes, header) = match format {
+            Format::Q8_0 => (34, 32, 2),
+            Format::Q4_1 => (20, 16, 4),
+        };
+        assert_eq!(raw.len(), blocks * block_bytes, "block data does not match the shape");
+        let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+        let mut qs = Vec::with_capacity(blocks * quant_bytes);
+        let mut d = Vec::with_capacity(blocks);
+        let mut m = Vec::new();
+        for block in raw.chunks_exact(block_bytes) {
+            d.push(half(block, 0));
+            if format == Format::Q4_1 {
+                m.push(half(block, 2));
+            }
+            qs.extend_from_slice(&block[header..]);
+        }
+        Self { format, rows, cols, qs, d, m }
+    }
+
+    /// Stacks matrices of the same format and width into one (e.g. Q, K and V), so one call computes
+    /// all of them; `None` when formats or widths differ.
+    pub fn stack(parts: &[&QuantMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
+            return None;
+        }
+        let mut stacked = Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], d: vec![], m: vec![] };
+        for part in parts {
+            stacked.rows += part.rows;
+            stacked.qs.extend_from_slice(&part.qs);
+            stacked.d.extend_from_slice(&part.d);
+            stacked.m.extend_from_slice(&part.m);
+        }
+        Some(stacked)
+    }
+
+    /// Output width (weight rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input width (weight columns).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The weight format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.qs.len() + 2 * (self.d.len() + self.m.len())
+    }
+
+    /// Row `row` as `f32` values (an embedding lookup).
+    pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
+        let blocks = self.cols / BLOCK;
+        let mut out = Vec::with_capacity(self.cols);
+        for b in row * blocks..(row + 1) * blocks {
+            let d = f16(self.d[b]);
+            match self.format {
+                Format::Q8_0 => out.extend(self.qs[b * 32..][..32].iter().map(|&q| d * f32::from(q as i8))),
+                Format::Q4_1 => {
+                    let (m, q) = (f16(self.m[b]), &self.qs[b * 16..][..16]);
+                    out.extend(q.iter().map(|&q| d * f32::from(q & 0x0F) + m));
+                    out.extend(q.iter().map(|&q| d * f32::from(q >> 4) + m));
+                }
+            }
+        }
+        out
+    }
+
+    /// `x` (`m × cols`, row-major) times this matrix transposed: `m × rows`.
+    pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
+        let acts = QuantizedRows::new(x, self.cols);
+        let m = acts.rows;
+        let mut out = vec![0.0f32; m * self.rows];
+        let cells = DisjointWrites::new(&mut out);
+        let kernel = Kernel::detect();
+        for_chunks(self.rows, |columns| {
+            for n in columns {
+                let mut start = 0;
+                while start < m {
+                    let tile = (m - start).min(TILE);
+                    let sums = kernel.tile(self, &acts, n, start..start + tile);
+                    for (r, &s) in sums[..tile].iter().enumerate() {
+                        let cell = (start + r) * self.rows + n;
+                        // SAFETY: columns are split between threads, so only this one writes column `n`.
+                        unsafe { cells.slice(cell..cell + 1)[0] = s };
+                    }
+                    start += tile;
+                }
+            }
+        });
+        out
+    }
+}
+
+/// Activation rows quantized to 8 bits per value with an f32 scale per block.
+#[derive(Debug, Clone)]
+pub struct QuantizedRows {
+    rows: usize,
+    blocks_per_row: usize,
+    qs: Vec<i8>,
+    /// Scale per block.
+    d: Vec<f32>,
+    /// `d * Σ q` per block, for formats with an offset.
+    s: Vec<f32>,
+}
+
+impl QuantizedRows {
+    /// Quantizes `x`, rows of `cols` values (`cols` a multiple of 32).
+    pub fn new(x: &[f32], cols: usize) -> Self {
+        let blocks = x.len() / BLOCK;
+        let mut qs = Vec::with_capacity(x.len());
+        let mut d = Vec::with_capacity(blocks);
+        let mut s = Vec::with_capacity(blocks);
+        for block in x.chunks_exact(BLOCK) {
+            let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for &v in block {
+                let q = (v * inv).round() as i8;
+                sum += i32::from(q);
+                qs.push(q);
+            }
+            d.push(scale);
+            s.push(scale * sum as f32);
+        }
+        Self { rows: x.len() / cols, blocks_per_row: cols / BLOCK, qs, d, s }
+    }
+}
+
+fn f16(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// The best kernel this CPU runs.
+#[derive(Debug, Clone, Copy)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let avx2 = *AVX2.get_or_init(|| {
+                is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+            });
+            if avx2 {
+                return Self::Avx2;
+            }
+        }
+        Self::Scalar
+    }
+
+    /// Dot products of weight row `n` with activation `rows` (at most [`TILE`]), in the first cells.
+    fn tile(self, w: &QuantMatrix, acts: &QuantizedRows, n: usize, rows: std::ops::Range<usize>) -> [f32; TILE] {
+        match self {
+            Self::Scalar => scalar::tile(w, acts, n, rows),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `detect` checked AVX2, FMA and F16C.
+            Self::Avx2 => unsafe {
+                match rows.len() {
+                    4 => avx2::tile::<4>(w, acts, n, rows.start),
+                    3 => avx2::tile::<3>(w, acts, n, rows.start),
+                    2 => avx2::tile::<2>(w, acts, n, rows.start),
+                    _ => avx2::tile::<1>(w, acts, n, rows.start),
+                }
+            },
+        }
+    }
+}
+
+/// The portable reference kernel.
+mod scalar {
+    use super::{f16, Format, QuantMatrix, QuantizedRows, TILE};
+
+    pub(super) fn tile(w: &QuantMatrix, acts: &QuantizedRows, n: usize, rows: std::ops::Range<usize>) -> [f32; TILE] {
+        let blocks = acts.blocks_per_row;
+        let mut sums = [0.0; TILE];
+        for (sum, row) in sums.iter_mut().zip(rows) {
+            let mut total = 0.0f32;
+            for b in 0..blocks {
+                let (wb, ab) = (n * blocks + b, row * blocks + b);
+                let a = &acts.qs[ab * 32..][..32];
+                let d = f16(w.d[wb]) * acts.d[ab];
+                match w.format {
+                    Format::Q8_0 => {
+                        let q = &w.qs[wb * 32..][..32];
+                        let dot: i32 = q.iter().zip(a).map(|(&q, &a)| i32::from(q as i8) * i32::from(a)).sum();
+                        total += d * dot as f32;
+                    }
+                    Format::Q4_1 => {
+                        let q = &w.qs[wb * 16..][..16];
+                        let lo: i32 = q.iter().zip(&a[..16]).map(|(&q, &a)| i32::from(q & 0x0F) * i32::from(a)).sum();
+                        let hi: i32 = q.iter().zip(&a[16..]).map(|(&q, &a)| i32::from(q >> 4) * i32::from(a)).sum();
+                        total += d * (lo + hi) as f32 + f16(w.m[wb]) * acts.s[ab];
+                    }
+                }
+            }
+            *sum = total;
+        }
+        sums
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Format, QuantMatrix, QuantizedRows, TILE};
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn f16(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+
+    /// `R` activation rows against weight row `n`; each decoded weight block serves all `R`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn tile<const R: usize>(
+        w: &QuantMatrix,
+        acts: &QuantizedRows,
+        n: usize,
+        start: usize,
+    ) -> [f32; TILE] {
+        // SAFETY: the caller checked AVX2, FMA and F16C; every load reads one whole block inside `qs`,
+        // whose length is a whole number of blocks for every (row, block) index used here.
+        unsafe {
+            let blocks = acts.blocks_per_row;
+            let ones = _mm256_set1_epi16(1);
+            let low_nibbles = _mm256_set1_epi8(0x0F);
+            // Two chains per row (even and odd blocks) hide the FMA latency. Every tile size uses the same
+            // chains, so a row's arithmetic is the same alone or in a batch.
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let mut offset = [0.0f32; R];
+            for b in 0..blocks {
+                let wb = n * blocks + b;
+                let dw = f16(w.d[wb]);
+                match w.format {
+                    Format::Q8_0 => {
+                        let q = _mm256_loadu_si256(w.qs.as_ptr().add(wb * 32).cast());
+                        let magnitude = _mm256_sign_epi8(q, q);
+                        for (r, chains) in acc.iter_mut().enumerate() {
+                            let ab = (start + r) * blocks + b;
+                            let a = _mm256_loadu_si256(acts.qs.as_ptr().add(ab * 32).cast());
+                            let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
+                            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+                            chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * acts.d[ab]), chains[b & 1]);
+                        }
+                    }
+                    Format::Q4_1 => {
+                        let packed = _mm_loadu_si128(w.qs.as_ptr().add(wb * 16).cast());
+                        let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+                        let q = _mm256_and_si256(both, low_nibbles);
+                        let mw = f16(w.m[wb]);
+                        for (r, (chains, offset)) in acc.iter_mut().zip(offset.iter_mut()).enumerate() {
+                            let ab = (start + r) * blocks + b;
+                            let a = _mm256_loadu_si256(acts.qs.as_ptr().add(ab * 32).cast());
+                            let products = _mm256_maddubs_epi16(q, a);
+                            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+                            chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * acts.d[ab]), chains[b & 1]);
+                            *offset += mw * acts.s[ab];
+                        }
+                    }
+                }
+            }
+            let mut sums = [0.0; TILE];
+            for (sum, (chains, offset)) in sums.iter_mut().zip(acc.iter().zip(&offset)) {
+                *sum = hsum(_mm256_add_ps(chains[0], chains[1])) + offset;
+            }
+            sums
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0) * if rng.random_bool(0.05) { 8.0 } else { 1.0 }).collect()
+    }
+
+    fn quantized(format: Format, rows: usize, cols: usize, seed: u64) -> QuantMatrix {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let dense =
+            candle_core::Tensor::from_vec(random(&mut rng, rows * cols), (rows, cols), &candle_core::Device::Cpu)
+                .unwrap();
+        let dtype = match format {
+            Format::Q8_0 => GgmlDType::Q8_0,
+            Format::Q4_1 => GgmlDType::Q4_1,
+        };
+        QuantMatrix::from_qtensor(&QTensor::quantize(&dense, dtype).unwrap()).unwrap()
+    }
+
+    /// Checks `matmul` against dequantized weights times exact activations. The only approximation is
+    /// rounding each activation to its block's 8-bit grid, at most `amax / 254` per value, so the error
+    /// of one output is bounded by `Σ_i |w_i| * amax(block of i) / 254` (plus f32 rounding).
+    fn check(format: Format, m: usize, rows: usize, cols: usize) {
+        let w = quantized(format, rows, cols, (m * 1000 + rows * 10 + cols) as u64);
+        let x = random(&mut StdRng::seed_from_u64(99), m * cols);
+        let got = w.matmul(&x);
+        let dense: Vec<Vec<f32>> = (0..rows).map(|n| w.dequantize_row(n)).collect();
+        for r in 0..m {
+            let xr = &x[r * cols..(r + 1) * cols];
+            for (n, wn) in dense.iter().enumerate() {
+                let exact: f32 = wn.iter().zip(xr).map(|(a, b)| a * b).sum();
+                let bound: f32 = wn
+                    .chunks(BLOCK)
+                    .zip(xr.chunks(BLOCK))
+                    .map(|(wb, xb)| {
+                        let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                        wb.iter().map(|v| v.abs()).sum::<f32>() * amax / 254.0
+                    })
+                    .sum::<f32>()
+                    * 1.01
+                    + 1e-4;
+                let err = (got[r * rows + n] - exact).abs();
+                assert!(err <= bound, "{format:?} m={m} {rows}x{cols} [{r},{n}]: error {err} > bound {bound}");
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_match_the_dequantized_reference_for_odd_shapes() {
+        for format in [Format::Q8_0, Format::Q4_1] {
+            for (m, rows, cols) in [(1, 1, 32), (1, 37, 64), (3, 5, 96), (4, 8, 576), (5, 33, 160), (17, 19, 1536 / 4)]
+            {
+                check(format, m, rows, cols);
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
+        for format in [Format::Q8_0, Format::Q4_1] {
+            let (rows, cols) = (40, 192);
+            let w = quantized(format, rows, cols, 3);
+            let x = random(&mut StdRng::seed_from_u64(4), 16 * cols);
+            let batch = w.matmul(&x);
+            for r in [0, 5, 15] {
+                let alone = w.matmul(&x[r * cols..(r + 1) * cols]);
+                assert_eq!(alone, batch[r * rows..(r + 1) * rows], "{format:?} row {r}");
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_and_simd_kernels_agree() {
+        for format in [Format::Q8_0, Format::Q4_1] {
+            let w = quantized(format, 9, 128, 5);
+            let acts = QuantizedRows::new(&random(&mut StdRng::seed_from_u64(6), 4 * 128), 128);
+            for n in 0..9 {
+                let a = Kernel::Scalar.tile(&w, &acts, n, 0..4);
+                let b = Kernel::detect().tile(&w, &acts, n, 0..4);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{format:?} column {n}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stacked_matrix_computes_its_parts() {
+        let (a, b) = (quantized(Format::Q4_1, 7, 64, 1), quantized(Format::Q4_1, 5, 64, 2));
+        let stacked = QuantMatrix::stack(&[&a, &b]).unwrap();
+        let x = random(&mut StdRng::seed_from_u64(3), 2 * 64);
+        let (whole, top, bottom) = (stacked.matmul(&x), a.matmul(&x), b.matmul(&x));
+        for r in 0..2 {
+            assert_eq!(whole[r * 12..r * 12 + 7], top[r * 7..(r + 1) * 7]);
+            assert_eq!(whole[r * 12 + 7..(r + 1) * 12], bottom[r * 5..(r + 1) * 5]);
+        }
+        assert!(QuantMatrix::stack(&[&a, &quantized(Format::Q8_0, 5, 64, 2)]).is_none());
+    }
+
+    #[test]
+    fn dequantized_rows_match_candle() {
+        for (format, dtype) in [(Format::Q8_0, GgmlDType::Q8_0), (Format::Q4_1, GgmlDType::Q4_1)] {
+            let x = random(&mut StdRng::seed_from_u64(8), 3 * 64);
+            let dense = candle_core::Tensor::from_vec(x, (3, 64), &candle_core::Device::Cpu).unwrap();
+            let tensor = QTensor::quantize(&dense, dtype).unwrap();
+            let candle = tensor.dequantize(&candle_core::Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            let ours = QuantMatrix::from_qtensor(&tensor).unwrap();
+            for (n, row) in candle.iter().enumerate() {
+                assert_eq!(&ours.dequantize_row(n), row, "{format:?} row {n}");
+            }
+        }
+    }
+}
