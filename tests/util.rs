@@ -13,7 +13,7 @@ use tower::ServiceExt;
 /// One inference thread: CI has two cores, and tests run side by side.
 pub fn init() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| hearth_server::set_inference_threads(1));
+    ONCE.call_once(|| hearth_models::set_inference_threads(1));
 }
 
 /// The repository root.

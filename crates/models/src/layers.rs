@@ -48,6 +48,17 @@ impl Linear {
         }
     }
 
+    /// Bytes of weight data.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Native(w) => w.bytes(),
+            Self::Candle { weight: QMatMul::QTensor(t), .. } => t.storage_size_in_bytes(),
+            Self::Candle { weight: QMatMul::Tensor(t) | QMatMul::TensorF16(t), .. } => {
+                t.elem_count() * t.dtype().size_in_bytes()
+            }
+        }
+    }
+
     /// `rows × in` → `rows × out`.
     pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
         match self {
@@ -88,6 +99,14 @@ impl Projections {
         Ok(Self::Separate(weights.into_iter().map(Linear::new).collect::<Result<_, _>>()?))
     }
 
+    /// Bytes of weight data.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::Stacked { matrix, .. } => matrix.bytes(),
+            Self::Separate(parts) => parts.iter().map(Linear::bytes).sum(),
+        }
+    }
+
     /// One `rows × width` output per part.
     pub fn forward(&self, x: &[f32]) -> Result<Vec<Vec<f32>>, ModelError> {
         match self {
@@ -121,6 +140,11 @@ impl RmsNorm {
     /// A norm with this scale vector and epsilon.
     pub fn new(weight: Vec<f32>, eps: f32) -> Self {
         Self { weight, eps }
+    }
+
+    /// Bytes of weight data.
+    pub fn bytes(&self) -> usize {
+        self.weight.len() * 4
     }
 
     /// Normalises each row of `x` (rows of the scale's width).

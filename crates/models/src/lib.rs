@@ -9,6 +9,7 @@
 //!   every architecture.
 //! - [`kv_cache`] — [`KvCache`], one sequence's keys and values for every layer.
 //! - [`llama`] — the Llama architecture (Llama 2/3, SmolLM, Mistral-style GGUFs).
+//! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
 #![warn(missing_docs)]
 
@@ -24,6 +25,7 @@ pub mod tiny;
 pub use gguf::{GgufFile, WeightFormat};
 pub use kv_cache::KvCache;
 pub use llama::Llama;
+pub use parallel::{inference_threads, set_inference_threads};
 
 /// Errors from loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ pub trait CausalLm: Send {
 
     /// An empty cache for one sequence, with room for `capacity` tokens before it must grow.
     fn new_cache(&self, capacity: usize) -> KvCache;
+
+    /// Bytes of weights one decode step reads (every matmul weight and norm, plus one embedding row).
+    fn weight_bytes(&self) -> usize;
 
     /// Runs one step for every entry of `batch` together. Returns one row of logits per entry
     /// (empty for entries that did not ask for logits).

@@ -147,6 +147,22 @@ impl CausalLm for Llama {
         &self.info
     }
 
+    fn weight_bytes(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                b.attn_norm.bytes()
+                    + b.qkv.bytes()
+                    + b.o.bytes()
+                    + b.ffn_norm.bytes()
+                    + b.gate_up.bytes()
+                    + b.down.bytes()
+            })
+            .sum();
+        blocks + self.norm.bytes() + self.head.bytes()
+    }
+
     fn new_cache(&self, capacity: usize) -> KvCache {
         KvCache::new(self.blocks.len(), self.heads.kv_dim(), capacity)
     }

@@ -1,6 +1,20 @@
 //! Work split over the inference thread pool (candle's, sized by `CANDLE_NUM_THREADS`), shared with
 //! candle's own kernels so that the two never oversubscribe the cores.
 
+/// Sets the inference thread count (0 keeps the default: one per physical core). Takes effect only
+/// before the first forward pass, when the pool starts.
+pub fn set_inference_threads(threads: usize) {
+    if threads > 0 {
+        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
+/// The inference thread count in effect.
+pub fn inference_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
+
 /// Runs `work` over `0..items` in chunks on every inference thread; returns when all are done.
 pub(crate) fn for_chunks(items: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
     candle_core::utils::barrier_pool().execute_chunked(items, work);

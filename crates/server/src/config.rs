@@ -26,6 +26,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test any OpenAI-compatible endpoint (this server or a peer) and report throughput and latency.
     Bench(hearth_bench::BenchArgs),
+    /// Measure a model's raw prompt-processing and generation speed, without HTTP (llama-bench style).
+    BenchModel(crate::bench_model::BenchModelArgs),
 }
 
 /// `hearth serve` flags; each also reads a `HEARTH_*` environment variable.

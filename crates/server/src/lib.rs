@@ -5,6 +5,7 @@
 //! and the routes). Every failure leaves through [`error::ApiError`].
 //!
 //! # Layout
+//! - [`bench_model`] — `hearth bench-model`, raw forward-pass speed and its bandwidth bound.
 //! - [`config`] — `Cli`, the config file, and `Config::resolve`.
 //! - [`model`] — loading a GGUF into the engine's model and the text side ([`model::ServedModel`]).
 //! - [`app`] — `AppState`, `app(state) -> Router`, `serve`.
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod bench_model;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -49,12 +51,4 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
     );
     let engine = hearth_engine::spawn(model, config.engine.limits)?;
     Ok(AppState { engine, model: Arc::new(served) })
-}
-
-/// Sets the inference thread count (0 = one per physical core); call before the first model load.
-pub fn set_inference_threads(threads: usize) {
-    if threads > 0 {
-        std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
-        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    }
 }

@@ -13,6 +13,7 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(hearth_bench::run(args))?;
             Ok(())
         }
+        Command::BenchModel(args) => hearth_server::bench_model::run(&args),
     }
 }
 
@@ -21,7 +22,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .init();
     let config = Config::resolve(args)?;
-    hearth_server::set_inference_threads(config.engine.threads);
+    hearth_models::set_inference_threads(config.engine.threads);
     let state = hearth_server::start(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {

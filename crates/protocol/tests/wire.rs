@@ -1,0 +1,72 @@
+//! The mirror against real OpenAI JSON: requests from the SDK parse, and every key we emit in a response
+//! exists at the same place in OpenAI's own responses (a renamed or misplaced field fails here).
+
+use hearth_protocol::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ModelList};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// Every key of `ours` is present in `theirs` at the same path, recursively (arrays by first element).
+#[track_caller]
+fn assert_keys_within(ours: &Value, theirs: &Value, path: &str) {
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                let other = b.get(key).unwrap_or_else(|| panic!("we emit `{path}.{key}`, OpenAI does not"));
+                assert_keys_within(value, other, &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            if let (Some(x), Some(y)) = (a.first(), b.first()) {
+                assert_keys_within(x, y, &format!("{path}[0]"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Parses a real response, writes it back, and checks the keys against the original.
+#[track_caller]
+fn roundtrip<T: DeserializeOwned + Serialize>(name: &str) {
+    let real = fixture(name);
+    let parsed: T = serde_json::from_value(real.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let ours = serde_json::to_value(&parsed).unwrap();
+    assert_keys_within(&ours, &real, name);
+}
+
+#[test]
+fn sdk_requests_parse_with_their_extra_fields() {
+    let req: ChatCompletionRequest = serde_json::from_value(fixture("chat_request_sdk.json")).unwrap();
+    assert_eq!(req.messages.len(), 4);
+    assert_eq!(req.max_completion_tokens, Some(64));
+    assert_eq!(req.stop.unwrap().into_vec(), ["\n\n", "END"]);
+    assert_eq!(req.stream_options.unwrap().include_usage, Some(true));
+    assert_eq!(req.top_p, Some(1.0));
+}
+
+#[test]
+fn responses_use_openai_field_names() {
+    roundtrip::<ChatCompletion>("chat_completion.json");
+    roundtrip::<ChatCompletionChunk>("chat_completion_chunk.json");
+    roundtrip::<ChatCompletionChunk>("chat_completion_usage_chunk.json");
+    roundtrip::<ErrorBody>("error.json");
+}
+
+#[test]
+fn model_list_uses_openai_field_names() {
+    let real = fixture("models.json");
+    let list: ModelList = serde_json::from_value(serde_json::json!({
+        "object": "list",
+        "data": [{"id": "m", "object": "model", "created": 1, "owned_by": "hearth", "max_model_len": 8192}]
+    }))
+    .unwrap();
+    let mut ours = serde_json::to_value(&list).unwrap();
+    // `max_model_len` is vLLM's extension; everything else must be OpenAI's.
+    ours["data"][0].as_object_mut().unwrap().remove("max_model_len");
+    assert_keys_within(&ours, &real, "models");
+}

@@ -1,0 +1,92 @@
+//! `hearth bench-model`: raw forward-pass speed of a GGUF model, llama-bench style (no HTTP, no batching).
+//!
+//! Prompt processing (`pp`) runs one prompt of `--prompt` tokens in chunks of `--batch`; generation (`tg`)
+//! decodes `--gen` tokens one at a time after it. The report also states the memory-bandwidth bound for
+//! generation: each decode step reads every weight once, so tokens/s cannot exceed bandwidth ÷ weight bytes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use hearth_models::{GgufFile, SeqStep};
+
+use crate::config::{Weights, DEFAULT_MODEL};
+
+/// `hearth bench-model` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchModelArgs {
+    /// GGUF model file.
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    pub model: PathBuf,
+    /// Prompt tokens to process (pp).
+    #[arg(long, default_value_t = 512)]
+    pub prompt: usize,
+    /// Tokens to generate one by one (tg).
+    #[arg(long, default_value_t = 128)]
+    pub gen: usize,
+    /// Prompt tokens per forward step.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Repetitions; the report gives the median.
+    #[arg(long, default_value_t = 3)]
+    pub repetitions: usize,
+    /// Inference threads; 0 means one per physical core.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// In-memory weight format.
+    #[arg(long, value_enum, default_value = "as-stored")]
+    pub weights: Weights,
+}
+
+/// Runs the benchmark and prints one line per measurement.
+pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
+    hearth_models::set_inference_threads(args.threads);
+    let file = GgufFile::open(&args.model)?;
+    let model = hearth_models::load(&file, args.weights.into())?;
+    let vocab = model.info().vocab_size as u32;
+    let tokens: Vec<u32> = (0..(args.prompt + args.gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    for _ in 0..args.repetitions.max(1) {
+        let mut cache = model.new_cache(args.prompt + args.gen);
+        let start = Instant::now();
+        for chunk in tokens[..args.prompt].chunks(args.batch.max(1)) {
+            model.forward(&mut [SeqStep { tokens: chunk, cache: &mut cache, want_logits: true }])?;
+        }
+        pp.push(args.prompt as f64 / start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        for &token in &tokens[args.prompt..] {
+            model.forward(&mut [SeqStep { tokens: &[token], cache: &mut cache, want_logits: true }])?;
+        }
+        tg.push(args.gen as f64 / start.elapsed().as_secs_f64());
+    }
+    let bandwidth = read_bandwidth();
+    let weight_bytes = model.weight_bytes() as f64;
+    let bound = bandwidth / weight_bytes;
+    let tg_median = median(&mut tg);
+    println!("model:             {}", args.model.display());
+    println!("threads:           {}", hearth_models::inference_threads());
+    println!("pp{:<5}            {:.1} tok/s (median of {})", args.prompt, median(&mut pp), pp.len());
+    println!("tg{:<5}            {:.1} tok/s (median of {})", args.gen, tg_median, tg.len());
+    println!("weights per token: {:.1} MB", weight_bytes / 1e6);
+    println!("read bandwidth:    {:.1} GB/s (measured now, all threads)", bandwidth / 1e9);
+    println!("decode bound:      {:.1} tok/s; tg reaches {:.0}% of it", bound, 100.0 * tg_median / bound);
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Streaming read bandwidth over 512 MiB, the best of three passes.
+fn read_bandwidth() -> f64 {
+    let data = vec![1u64; 64 << 20];
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let sum: u64 = data.chunks(8).map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b))).sum();
+            std::hint::black_box(sum);
+            (data.len() * 8) as f64 / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
