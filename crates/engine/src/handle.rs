@@ -46,6 +46,12 @@ pub struct EngineStats {
     pub waiting: usize,
     /// Tokens sampled since start, over all requests.
     pub generated_tokens: u64,
+    /// Forward steps run since start.
+    pub steps: u64,
+    /// Tokens (prompt chunks and decodes) processed by forward steps since start.
+    pub batch_tokens: u64,
+    /// Bytes held by the running sequences' KV caches.
+    pub kv_cache_bytes: u64,
 }
 
 /// Counters the worker publishes and handles read.
@@ -54,6 +60,9 @@ pub(crate) struct SharedStats {
     pub(crate) running: AtomicUsize,
     pub(crate) waiting: AtomicUsize,
     pub(crate) generated_tokens: AtomicU64,
+    pub(crate) steps: AtomicU64,
+    pub(crate) batch_tokens: AtomicU64,
+    pub(crate) kv_cache_bytes: AtomicU64,
     pub(crate) alive: AtomicBool,
 }
 
@@ -104,6 +113,9 @@ impl EngineHandle {
             running: self.stats.running.load(Ordering::Relaxed),
             waiting: self.stats.waiting.load(Ordering::Relaxed),
             generated_tokens: self.stats.generated_tokens.load(Ordering::Relaxed),
+            steps: self.stats.steps.load(Ordering::Relaxed),
+            batch_tokens: self.stats.batch_tokens.load(Ordering::Relaxed),
+            kv_cache_bytes: self.stats.kv_cache_bytes.load(Ordering::Relaxed),
         }
     }
 

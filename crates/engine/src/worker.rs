@@ -95,6 +95,8 @@ impl Worker {
     }
 
     fn publish_stats(&self) {
+        let kv_bytes: usize = self.running.iter().map(|s| s.cache.bytes()).sum();
+        self.stats.kv_cache_bytes.store(kv_bytes as u64, Ordering::Relaxed);
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
         self.stats.waiting.store(self.waiting.len() + self.inbox.len(), Ordering::Relaxed);
     }
@@ -117,6 +119,8 @@ impl Worker {
         if batch.is_empty() {
             return;
         }
+        self.stats.steps.fetch_add(1, Ordering::Relaxed);
+        self.stats.batch_tokens.fetch_add(take.iter().sum::<usize>() as u64, Ordering::Relaxed);
         let model = &self.model;
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(&mut batch)));
         drop(batch);

@@ -274,12 +274,15 @@ pub fn add_in_place(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Numerically stable softmax.
+/// Numerically stable softmax. Weights below e^-80 (about 1e-35) become exactly 0: they cannot move
+/// the result, and left alone they would underflow into subnormal floats, which cost x86 cores
+/// ~100 cycles per operation in the weighted sum that follows.
 pub fn softmax_in_place(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in x.iter_mut() {
-        *v = (*v - max).exp();
+        let shifted = *v - max;
+        *v = if shifted < -80.0 { 0.0 } else { shifted.exp() };
         sum += *v;
     }
     for v in x.iter_mut() {

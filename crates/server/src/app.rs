@@ -3,15 +3,24 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hearth_engine::EngineHandle;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower::util::option_layer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tracing::Instrument;
 
+use crate::auth::{self, ApiKeys};
+use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::routes::{chat, meta};
 
@@ -25,20 +34,72 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// The served model's identity and text side.
     pub model: Arc<ServedModel>,
+    /// API keys (auth is off when empty).
+    pub keys: Arc<ApiKeys>,
+    /// Request metrics.
+    pub metrics: Arc<Metrics>,
+    /// Draining state at shutdown.
+    pub lifecycle: Arc<Lifecycle>,
+    /// HTTP settings.
+    pub config: Arc<ServerConfig>,
 }
 
-/// The router with every route, in OpenAI's error shape even for unknown paths.
+/// The router with every route, in OpenAI's error shape even for unknown paths and handler panics.
 pub fn app(state: AppState) -> Router {
+    let cors = (!state.config.cors_allow_origins.is_empty()).then(|| {
+        let origins = state.config.cors_allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+        CorsLayer::new().allow_origin(AllowOrigin::list(origins)).allow_methods(Any).allow_headers(Any)
+    });
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/models", get(meta::list))
         .route("/v1/models/{id}", get(meta::retrieve))
         .route("/health", get(meta::health))
+        .route("/ready", get(meta::ready))
+        .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(option_layer(cors))
+        .layer(middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Opens the request's span (id from `x-request-id`, or a new one) and echoes the id back.
+async fn request_span(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(random_id, str::to_string);
+    let span = tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let started = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), ms = started.elapsed().as_millis() as u64, "response")
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// The id of a request (a request extension), as logged and echoed in `x-request-id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// A handler panic becomes a 500 error object; the server and the engine keep serving.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail =
+        panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+    tracing::error!(panic = detail.as_deref().unwrap_or("unknown"), "handler panicked");
+    ApiError::Internal("internal error while handling the request".into()).into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {

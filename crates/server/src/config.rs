@@ -48,6 +48,25 @@ pub struct ServeArgs {
     /// Port to bind [default: 8080].
     #[arg(long, env = "HEARTH_PORT")]
     pub port: Option<u16>,
+    /// API key clients must send as `Authorization: Bearer KEY`; repeat for several (env: comma-separated).
+    /// With no key configured, the API is open.
+    #[arg(long = "api-key", env = "HEARTH_API_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub api_keys: Vec<String>,
+    /// File of API keys: one per line, optionally `NAME KEY` (the name appears in logs and metrics).
+    #[arg(long, env = "HEARTH_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Browser origin allowed to call the API (CORS); repeat for several. None by default.
+    #[arg(long = "cors-allow-origin", env = "HEARTH_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
+    pub cors_allow_origins: Vec<String>,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
+    #[arg(long, env = "HEARTH_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Log format [default: text].
+    #[arg(long, env = "HEARTH_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log prompts and completions (off by default: they are private data).
+    #[arg(long, env = "HEARTH_LOG_CONTENT")]
+    pub log_content: bool,
     /// Inference threads; 0 means one per physical core [default: 0].
     #[arg(long, env = "HEARTH_THREADS")]
     pub threads: Option<usize>,
@@ -63,6 +82,16 @@ pub struct ServeArgs {
     /// Most tokens per forward step; longer prompts are prefilled in chunks [default: 256].
     #[arg(long, env = "HEARTH_MAX_BATCH_TOKENS")]
     pub max_batch_tokens: Option<usize>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// In-memory weight format.
@@ -100,6 +129,12 @@ pub struct FileConfig {
 struct FileServer {
     host: Option<String>,
     port: Option<u16>,
+    api_keys: Option<Vec<String>>,
+    api_key_file: Option<PathBuf>,
+    cors_allow_origins: Option<Vec<String>>,
+    shutdown_grace_seconds: Option<u64>,
+    log_format: Option<LogFormat>,
+    log_content: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -137,6 +172,18 @@ pub struct ServerConfig {
     pub host: String,
     /// Port to bind.
     pub port: u16,
+    /// API keys given inline; auth is on when these or `api_key_file` name any.
+    pub api_keys: Vec<String>,
+    /// File of API keys.
+    pub api_key_file: Option<PathBuf>,
+    /// Origins allowed by CORS; empty turns CORS off.
+    pub cors_allow_origins: Vec<String>,
+    /// Seconds in-flight requests get to finish at shutdown.
+    pub shutdown_grace_seconds: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Whether prompts and completions are logged.
+    pub log_content: bool,
 }
 
 /// What to serve.
@@ -183,6 +230,14 @@ impl Config {
             server: ServerConfig {
                 host: args.host.clone().or(server.host).unwrap_or_else(|| "127.0.0.1".into()),
                 port: args.port.or(server.port).unwrap_or(8080),
+                api_keys: non_empty(&args.api_keys).or(server.api_keys).unwrap_or_default(),
+                api_key_file: args.api_key_file.clone().or(server.api_key_file),
+                cors_allow_origins: non_empty(&args.cors_allow_origins)
+                    .or(server.cors_allow_origins)
+                    .unwrap_or_default(),
+                shutdown_grace_seconds: args.shutdown_grace_seconds.or(server.shutdown_grace_seconds).unwrap_or(30),
+                log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
+                log_content: args.log_content || server.log_content.unwrap_or(false),
             },
             model: ModelConfig {
                 path: args.model.clone().or(model.path).unwrap_or_else(|| DEFAULT_MODEL.into()),
@@ -202,6 +257,11 @@ impl Config {
             },
         }
     }
+}
+
+/// `Some` when a repeatable flag was given at least once.
+fn non_empty(values: &[String]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.to_vec())
 }
 
 /// Parses a config file.
@@ -231,7 +291,7 @@ mod tests {
         let file = parse_file("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nmax_num_seqs = 4").unwrap();
         let args = ServeArgs { port: Some(9100), ..ServeArgs::default() };
         let config = Config::merge(&args, file);
-        assert_eq!(config.server, ServerConfig { host: "0.0.0.0".into(), port: 9100 });
+        assert_eq!((config.server.host.as_str(), config.server.port), ("0.0.0.0", 9100));
         assert_eq!(config.engine.limits.max_running, 4);
     }
 

@@ -18,6 +18,9 @@ pub enum ApiError {
         /// A machine-readable code, e.g. `context_length_exceeded`.
         code: Option<&'static str>,
     },
+    /// No or a wrong API key (401).
+    #[error("{0}")]
+    Unauthorized(String),
     /// No model has this id (404).
     #[error("The model `{0}` does not exist")]
     ModelNotFound(String),
@@ -51,6 +54,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Invalid { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::ModelNotFound(_) | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -64,6 +68,7 @@ impl ApiError {
     pub fn body(&self) -> ErrorBody {
         let (kind, param, code) = match self {
             Self::Invalid { param, code, .. } => ("invalid_request_error", param.clone(), code.map(str::to_string)),
+            Self::Unauthorized(_) => ("authentication_error", None, Some("invalid_api_key".into())),
             Self::ModelNotFound(_) => ("invalid_request_error", Some("model".into()), Some("model_not_found".into())),
             Self::NotFound(_) => ("invalid_request_error", None, Some("not_found".into())),
             Self::MethodNotAllowed(_) => ("invalid_request_error", None, Some("method_not_allowed".into())),

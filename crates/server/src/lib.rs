@@ -9,6 +9,9 @@
 //! - [`config`] — `Cli`, the config file, and `Config::resolve`.
 //! - [`model`] — loading a GGUF into the engine's model and the text side ([`model::ServedModel`]).
 //! - [`app`] — `AppState`, `app(state) -> Router`, `serve`.
+//! - [`auth`] — API keys: the bearer-token middleware, constant-time comparison.
+//! - [`lifecycle`] — draining at shutdown: readiness off, a grace period, then an error event.
+//! - [`metrics`] — Prometheus metrics and the per-request observer that records them.
 //! - [`extract`] — the JSON extractor whose rejection is an `ApiError`.
 //! - [`prepare`] — wire request → validated `GenerateRequest` (template, tokenize, limits).
 //! - [`stream`] — engine events → text pieces (incremental decode, stop strings).
@@ -17,10 +20,13 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod auth;
 pub mod bench_model;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod prepare;
 pub mod routes;
@@ -49,6 +55,17 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         seconds = started.elapsed().as_secs_f32(),
         "model loaded"
     );
+    let keys = auth::ApiKeys::load(&config.server.api_keys, config.server.api_key_file.as_deref())?;
+    if keys.enabled() {
+        tracing::info!("API keys required on every route but /health and /ready");
+    }
     let engine = hearth_engine::spawn(model, config.engine.limits)?;
-    Ok(AppState { engine, model: Arc::new(served) })
+    Ok(AppState {
+        engine,
+        model: Arc::new(served),
+        keys: Arc::new(keys),
+        metrics: Arc::default(),
+        lifecycle: Arc::default(),
+        config: Arc::new(config.server.clone()),
+    })
 }

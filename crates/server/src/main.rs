@@ -1,7 +1,9 @@
 //! The `hearth` binary.
 
 use clap::Parser;
-use hearth_server::config::{Cli, Command, Config, ServeArgs};
+use std::time::Duration;
+
+use hearth_server::config::{Cli, Command, Config, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
@@ -18,17 +20,31 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
     let config = Config::resolve(args)?;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")));
+    match config.server.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     hearth_models::set_inference_threads(config.engine.threads);
     let state = hearth_server::start(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         tracing::info!("serving {} on http://{}/v1", state.model.id, listener.local_addr()?);
-        hearth_server::serve(listener, hearth_server::app(state), shutdown_signal()).await?;
+        let lifecycle = state.lifecycle.clone();
+        let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
+        let shutdown = async move {
+            shutdown_signal().await;
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "draining: no new connections, in-flight requests may finish"
+            );
+            tokio::spawn(lifecycle.drain(grace));
+        };
+        hearth_server::serve(listener, hearth_server::app(state), shutdown).await?;
+        tracing::info!("stopped");
         anyhow::Ok(())
     })
 }
@@ -50,5 +66,4 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
-    tracing::info!("shutting down");
 }

@@ -6,12 +6,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use futures::Stream;
+use std::future::Future;
+
+use futures::{FutureExt, Stream};
 use hearth_engine::{EngineError, Event, EventStream};
 use hearth_protocol::{FinishReason, Usage};
 use hearth_text::{IncrementalDecoder, StopMatcher, StopOutcome};
 
 use crate::error::ApiError;
+use crate::metrics::RequestObserver;
 use crate::model::ServedModel;
 
 /// One piece of a response.
@@ -28,6 +31,19 @@ pub enum Piece {
     },
 }
 
+/// What the piece stream needs to know about its request.
+#[derive(Debug)]
+pub struct GenerationRequest {
+    /// The model, for detokenization.
+    pub model: Arc<ServedModel>,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// Tokens in the prompt.
+    pub prompt_tokens: usize,
+    /// Records the request's latencies and usage.
+    pub observer: RequestObserver,
+}
+
 struct State {
     events: Option<EventStream>,
     model: Arc<ServedModel>,
@@ -36,11 +52,17 @@ struct State {
     prompt_tokens: u32,
     generated: u32,
     ready: VecDeque<Result<Piece, ApiError>>,
+    observer: RequestObserver,
+    /// The completion so far, kept only when content logging is on.
+    logged: Option<String>,
 }
 
 impl State {
     fn text(&mut self, text: String) {
         if !text.is_empty() {
+            if let Some(logged) = &mut self.logged {
+                logged.push_str(&text);
+            }
             self.ready.push_back(Ok(Piece::Text(text)));
         }
     }
@@ -57,11 +79,17 @@ impl State {
     fn done(&mut self, reason: FinishReason) {
         self.events = None;
         let usage = self.usage();
+        self.observer.finished(reason, usage);
+        if let Some(text) = &self.logged {
+            tracing::info!(completion = %text, ?reason, "chat completion");
+        }
         self.ready.push_back(Ok(Piece::Done { reason, usage }));
     }
 
     fn fail(&mut self, error: ApiError) {
         self.events = None;
+        self.observer.failed();
+        tracing::warn!(%error, "generation failed");
         self.ready.push_back(Err(error));
     }
 
@@ -85,6 +113,7 @@ impl State {
         match event {
             Some(Event::Token { id, .. }) => {
                 self.generated += 1;
+                self.observer.token();
                 match self.decoder.push(&self.model.tokenizer, id) {
                     Ok(Some(text)) => {
                         self.emit(&text);
@@ -116,29 +145,36 @@ impl State {
     }
 }
 
-/// The text pieces of one request, ending with `Done` or an error.
+/// The text pieces of one request, ending with `Done` or an error. When `abort` resolves (the shutdown
+/// grace period is over) a request still generating ends with an error instead.
 pub fn pieces(
     events: EventStream,
-    model: Arc<ServedModel>,
-    stop: Vec<String>,
-    prompt_tokens: usize,
+    request: GenerationRequest,
+    abort: impl Future<Output = ()> + Send + 'static,
+    log_content: bool,
 ) -> impl Stream<Item = Result<Piece, ApiError>> + Send {
     let state = State {
         events: Some(events),
-        model,
+        model: request.model,
         decoder: IncrementalDecoder::new(),
-        stop: StopMatcher::new(stop),
-        prompt_tokens: prompt_tokens as u32,
+        stop: StopMatcher::new(request.stop),
+        prompt_tokens: request.prompt_tokens as u32,
         generated: 0,
         ready: VecDeque::new(),
+        observer: request.observer,
+        logged: log_content.then(String::new),
     };
-    futures::stream::unfold(state, |mut state| async move {
+    let abort = abort.boxed().shared();
+    futures::stream::unfold((state, abort), |(mut state, abort)| async move {
         loop {
             if let Some(piece) = state.ready.pop_front() {
-                return Some((piece, state));
+                return Some((piece, (state, abort)));
             }
-            let event = state.events.as_mut()?.recv().await;
-            state.on_event(event);
+            let events = state.events.as_mut()?;
+            tokio::select! {
+                event = events.recv() => state.on_event(event),
+                () = abort.clone() => state.fail(ApiError::Unavailable("the server shut down before the request finished".into())),
+            }
         }
     })
 }

@@ -3,21 +3,27 @@
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use std::time::Instant;
+
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use futures::{Stream, StreamExt};
+use hearth_engine::SubmitError;
 use hearth_protocol::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta,
     FinishReason, Usage,
 };
 
 use crate::app::AppState;
+use crate::auth::KeyName;
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::metrics::RequestObserver;
 use crate::prepare::{self, PreparedChat};
-use crate::stream::{pieces, Piece};
+use crate::stream::{pieces, GenerationRequest, Piece};
 
 /// What every chunk or body of one response shares.
 #[derive(Debug, Clone)]
@@ -30,21 +36,35 @@ struct ResponseMeta {
 /// The handler.
 pub async fn create(
     State(state): State<AppState>,
+    key: Option<Extension<KeyName>>,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    if state.lifecycle.is_draining() {
+        return Err(ApiError::Unavailable("the server is shutting down".into()));
+    }
+    if state.config.log_content {
+        tracing::info!(messages = ?req.messages, "chat request");
+    }
     let model = state.model.clone();
     // Templating and tokenizing a long prompt is CPU work: keep it off the async workers.
     let prepared: PreparedChat = tokio::task::spawn_blocking(move || prepare::chat(&req, &model))
         .await
         .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))??;
     let prompt_tokens = prepared.generate.prompt.len();
-    let events = state.engine.submit(prepared.generate)?;
+    let events = state.engine.submit(prepared.generate).inspect_err(|e| {
+        if matches!(e, SubmitError::Overloaded(_)) {
+            state.metrics.rejected();
+        }
+    })?;
+    let observer = RequestObserver::new(state.metrics.clone(), key.map(|Extension(KeyName(name))| name), arrived);
     let meta = ResponseMeta {
         id: format!("chatcmpl-{}", crate::app::random_id()),
         created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         model: state.model.id.clone(),
     };
-    let pieces = pieces(events, state.model.clone(), prepared.stop, prompt_tokens);
+    let request = GenerationRequest { model: state.model.clone(), stop: prepared.stop, prompt_tokens, observer };
+    let pieces = pieces(events, request, state.lifecycle.aborted(), state.config.log_content);
     if prepared.stream {
         Ok(Sse::new(sse_events(pieces, meta, prepared.include_usage)).keep_alive(KeepAlive::default()).into_response())
     } else {

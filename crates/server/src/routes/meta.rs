@@ -1,7 +1,7 @@
 //! `GET /v1/models`, `GET /v1/models/{id}` and `GET /health`.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use hearth_protocol::{Model, ModelList};
@@ -33,7 +33,22 @@ pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> 
     }
 }
 
-/// 200 while the engine serves, 503 once it has stopped.
+/// Readiness: 200 while new requests are welcome; 503 while draining for shutdown or once the engine
+/// has stopped, so a load balancer routes elsewhere.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.lifecycle.is_draining() {
+        return ApiError::Unavailable("the server is shutting down".into()).into_response();
+    }
+    health(State(state)).await
+}
+
+/// Prometheus metrics.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(state.engine.stats());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// Liveness: 200 while the engine serves, 503 once it has stopped.
 pub async fn health(State(state): State<AppState>) -> Response {
     if state.engine.is_alive() {
         (StatusCode::OK, Json(serde_json::json!({"status": "ok"}))).into_response()
