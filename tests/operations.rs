@@ -230,3 +230,59 @@ async fn streams_past_the_grace_period_end_with_an_error_event() {
         assert!(body.contains("data: [DONE]"), "every stream still ends properly: {body}");
     }
 }
+
+/// Set in the child process that runs inside a network namespace with only loopback.
+const ZERO_EGRESS_CHILD: &str = "HEARTH_ZERO_EGRESS_CHILD";
+
+/// Proves nothing at run time needs the network: this test binary re-runs itself under `unshare -n`
+/// (a new network namespace whose only interface is loopback), where the child serves a chat request
+/// with the real default model. Needs root, as CI has.
+#[test]
+fn serves_with_no_network_but_loopback() {
+    if std::env::var_os(ZERO_EGRESS_CHILD).is_some() {
+        return zero_egress_child();
+    }
+    let me = std::env::current_exe().unwrap();
+    let script = format!(
+        "ip link set lo up && exec '{}' --exact operations::serves_with_no_network_but_loopback --nocapture",
+        me.display()
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", &script])
+        .env(ZERO_EGRESS_CHILD, "1")
+        .output()
+        .expect("running unshare (util-linux)");
+    let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the child failed:\n{log}");
+    assert!(log.contains("zero-egress child served"), "the child did not run its request:\n{log}");
+}
+
+fn zero_egress_child() {
+    let interfaces = std::fs::read_to_string("/proc/net/dev").unwrap();
+    let names: Vec<&str> = interfaces.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+    assert_eq!(names, ["lo"], "the namespace must have loopback only");
+    crate::util::init();
+    let state =
+        hearth_server::start(&crate::util::config(crate::util::default_model(), hearth_models::WeightFormat::AsStored))
+            .unwrap();
+    let model = state.model.id.clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), std::future::pending()));
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}).to_string();
+        let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+        let head = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        socket.write_all(body.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        socket.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"completion_tokens\":"), "{response}");
+    });
+    println!("zero-egress child served a chat completion");
+}
