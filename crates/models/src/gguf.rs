@@ -15,10 +15,10 @@ use crate::ModelError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightFormat {
     /// As stored in the file.
-    AsStored,
-    /// 4- and 5-bit formats without a fast CPU kernel are requantized to Q8_0 at load
-    /// (about 1.7x the memory of Q4_1, several times faster per token; numerically near-lossless).
     #[default]
+    AsStored,
+    /// 4- and 5-bit legacy formats are requantized to Q8_0 at load: about 1.7x the memory of Q4_1,
+    /// numerically near-lossless; trades memory bandwidth for simpler per-block arithmetic.
     Q8_0,
 }
 
@@ -139,8 +139,8 @@ impl GgufFile {
     /// Reads one matmul weight, converted to the requested in-memory format.
     pub fn weight(&self, name: &str, format: WeightFormat) -> Result<QTensor, ModelError> {
         let tensor = self.tensor(name)?;
-        let slow_on_cpu = matches!(tensor.dtype(), GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
-        if format == WeightFormat::Q8_0 && slow_on_cpu {
+        let legacy = matches!(tensor.dtype(), GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1);
+        if format == WeightFormat::Q8_0 && legacy {
             let dense = tensor.dequantize(&Device::Cpu)?;
             return Ok(QTensor::quantize(&dense, GgmlDType::Q8_0)?);
         }

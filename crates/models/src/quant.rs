@@ -18,13 +18,61 @@ pub const BLOCK: usize = 32;
 /// Activation rows that share one decoded weight block.
 pub const TILE: usize = 4;
 
-/// The weight formats with a native kernel.
+/// The weight formats with a native kernel (GGML's legacy 32-value blocks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// `x = d * q`, `q` an i8.
     Q8_0,
-    /// `x = d * q + m`, `q` a 4-bit unsigned nibble.
+    /// `x = d * (q - 8)`, `q` a 4-bit nibble.
+    Q4_0,
+    /// `x = d * q + m`, `q` a 4-bit nibble.
     Q4_1,
+    /// `x = d * (q - 16)`, `q` 5 bits: a nibble plus one bit of `qh`.
+    Q5_0,
+    /// `x = d * q + m`, `q` 5 bits.
+    Q5_1,
+}
+
+impl Format {
+    fn of(dtype: GgmlDType) -> Option<Self> {
+        Some(match dtype {
+            GgmlDType::Q8_0 => Self::Q8_0,
+            GgmlDType::Q4_0 => Self::Q4_0,
+            GgmlDType::Q4_1 => Self::Q4_1,
+            GgmlDType::Q5_0 => Self::Q5_0,
+            GgmlDType::Q5_1 => Self::Q5_1,
+            _ => return None,
+        })
+    }
+
+    /// Bytes of one GGUF block, and where its scale, offset, high bits and quants start.
+    fn layout(self) -> BlockLayout {
+        let (size, m, qh, qs) = match self {
+            Self::Q8_0 => (34, None, None, 2),
+            Self::Q4_0 => (18, None, None, 2),
+            Self::Q4_1 => (20, Some(2), None, 4),
+            Self::Q5_0 => (22, None, Some(2), 6),
+            Self::Q5_1 => (24, Some(2), Some(4), 8),
+        };
+        BlockLayout { size, m, qh, qs }
+    }
+
+    /// What an unsigned quant is shifted by in formats without an offset (`x = d * (q - c)`).
+    fn center(self) -> f32 {
+        match self {
+            Self::Q4_0 => 8.0,
+            Self::Q5_0 => 16.0,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Byte offsets inside one GGUF block (the f16 scale is always first).
+struct BlockLayout {
+    size: usize,
+    m: Option<usize>,
+    qh: Option<usize>,
+    qs: usize,
 }
 
 /// A `rows × cols` weight matrix in GGUF blocks, split into quants and scales.
@@ -33,23 +81,21 @@ pub struct QuantMatrix {
     format: Format,
     rows: usize,
     cols: usize,
-    /// Q8_0: 32 i8 per block. Q4_1: 16 bytes per block, element `i` in the low nibble of byte `i`
-    /// and element `16 + i` in its high nibble (GGML's layout).
+    /// Q8_0: 32 i8 per block. Others: 16 bytes per block, element `i` in the low nibble of byte `i` and
+    /// element `16 + i` in its high nibble (GGML's layout).
     qs: Vec<u8>,
+    /// Q5 formats: the fifth bit of element `i` is bit `i` of the block's word.
+    qh: Vec<u32>,
     /// f16 scale per block, as bits.
     d: Vec<u16>,
-    /// f16 offset per block (Q4_1 only), as bits.
+    /// f16 offset per block (Q4_1 and Q5_1), as bits.
     m: Vec<u16>,
 }
 
 impl QuantMatrix {
     /// Takes a GGUF tensor of shape `[rows, cols]` in a supported format; `None` otherwise.
     pub fn from_qtensor(tensor: &QTensor) -> Option<Self> {
-        let format = match tensor.dtype() {
-            GgmlDType::Q8_0 => Format::Q8_0,
-            GgmlDType::Q4_1 => Format::Q4_1,
-            _ => return None,
-        };
+        let format = Format::of(tensor.dtype())?;
         let (rows, cols) = tensor.shape().dims2().ok()?;
         let raw = tensor.data().ok()?;
         Some(Self::from_blocks(format, rows, cols, &raw))
@@ -59,23 +105,21 @@ impl QuantMatrix {
     pub fn from_blocks(format: Format, rows: usize, cols: usize, raw: &[u8]) -> Self {
         assert!(cols.is_multiple_of(BLOCK), "columns must be a multiple of {BLOCK}");
         let blocks = rows * cols / BLOCK;
-        let (block_bytes, quant_bytes, header) = match format {
-            Format::Q8_0 => (34, 32, 2),
-            Format::Q4_1 => (20, 16, 4),
-        };
-        assert_eq!(raw.len(), blocks * block_bytes, "block data does not match the shape");
+        let layout = format.layout();
+        assert_eq!(raw.len(), blocks * layout.size, "block data does not match the shape");
         let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-        let mut qs = Vec::with_capacity(blocks * quant_bytes);
-        let mut d = Vec::with_capacity(blocks);
-        let mut m = Vec::new();
-        for block in raw.chunks_exact(block_bytes) {
-            d.push(half(block, 0));
-            if format == Format::Q4_1 {
-                m.push(half(block, 2));
+        let mut matrix = Self { format, rows, cols, qs: Vec::with_capacity(raw.len()), qh: vec![], d: vec![], m: vec![] };
+        for block in raw.chunks_exact(layout.size) {
+            matrix.d.push(half(block, 0));
+            if let Some(at) = layout.m {
+                matrix.m.push(half(block, at));
             }
-            qs.extend_from_slice(&block[header..]);
+            if let Some(at) = layout.qh {
+                matrix.qh.push(u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]));
+            }
+            matrix.qs.extend_from_slice(&block[layout.qs..]);
         }
-        Self { format, rows, cols, qs, d, m }
+        matrix
     }
 
     /// Stacks matrices of the same format and width into one (e.g. Q, K and V), so one call computes
@@ -85,10 +129,11 @@ impl QuantMatrix {
         if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
             return None;
         }
-        let mut stacked = Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], d: vec![], m: vec![] };
+        let mut stacked = Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], qh: vec![], d: vec![], m: vec![] };
         for part in parts {
             stacked.rows += part.rows;
             stacked.qs.extend_from_slice(&part.qs);
+            stacked.qh.extend_from_slice(&part.qh);
             stacked.d.extend_from_slice(&part.d);
             stacked.m.extend_from_slice(&part.m);
         }
@@ -112,7 +157,7 @@ impl QuantMatrix {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.qs.len() + 2 * (self.d.len() + self.m.len())
+        self.qs.len() + 4 * self.qh.len() + 2 * (self.d.len() + self.m.len())
     }
 
     /// Row `row` as `f32` values (an embedding lookup).
@@ -123,14 +168,31 @@ impl QuantMatrix {
             let d = f16(self.d[b]);
             match self.format {
                 Format::Q8_0 => out.extend(self.qs[b * 32..][..32].iter().map(|&q| d * f32::from(q as i8))),
-                Format::Q4_1 => {
-                    let (m, q) = (f16(self.m[b]), &self.qs[b * 16..][..16]);
-                    out.extend(q.iter().map(|&q| d * f32::from(q & 0x0F) + m));
-                    out.extend(q.iter().map(|&q| d * f32::from(q >> 4) + m));
+                _ => {
+                    let offset = self.offset(b, d);
+                    out.extend(self.unsigned_quants(b).iter().map(|&q| d * f32::from(q) + offset));
                 }
             }
         }
         out
+    }
+
+    /// The 32 unsigned quants of block `b` of a 4- or 5-bit format.
+    fn unsigned_quants(&self, b: usize) -> [u8; 32] {
+        let packed = &self.qs[b * 16..][..16];
+        let high = self.qh.get(b).copied().unwrap_or(0);
+        std::array::from_fn(|i| {
+            let nibble = if i < 16 { packed[i] & 0x0F } else { packed[i - 16] >> 4 };
+            nibble | ((((high >> i) & 1) as u8) << 4)
+        })
+    }
+
+    /// The additive term of block `b` with scale `d`: `x = d * q + offset`.
+    fn offset(&self, b: usize, d: f32) -> f32 {
+        match self.m.get(b) {
+            Some(&m) => f16(m),
+            None => -self.format.center() * d,
+        }
     }
 
     /// `x` (`m × cols`, row-major) times this matrix transposed: `m × rows`.
@@ -244,6 +306,7 @@ impl Kernel {
 mod scalar {
     use super::{f16, Format, QuantMatrix, QuantizedRows, TILE};
 
+    /// Integer dot products per block, then one multiply by both scales (plus the offset term).
     pub(super) fn tile(w: &QuantMatrix, acts: &QuantizedRows, n: usize, rows: std::ops::Range<usize>) -> [f32; TILE] {
         let blocks = acts.blocks_per_row;
         let mut sums = [0.0; TILE];
@@ -252,18 +315,18 @@ mod scalar {
             for b in 0..blocks {
                 let (wb, ab) = (n * blocks + b, row * blocks + b);
                 let a = &acts.qs[ab * 32..][..32];
-                let d = f16(w.d[wb]) * acts.d[ab];
+                let dw = f16(w.d[wb]);
+                let d = dw * acts.d[ab];
                 match w.format {
                     Format::Q8_0 => {
                         let q = &w.qs[wb * 32..][..32];
                         let dot: i32 = q.iter().zip(a).map(|(&q, &a)| i32::from(q as i8) * i32::from(a)).sum();
                         total += d * dot as f32;
                     }
-                    Format::Q4_1 => {
-                        let q = &w.qs[wb * 16..][..16];
-                        let lo: i32 = q.iter().zip(&a[..16]).map(|(&q, &a)| i32::from(q & 0x0F) * i32::from(a)).sum();
-                        let hi: i32 = q.iter().zip(&a[16..]).map(|(&q, &a)| i32::from(q >> 4) * i32::from(a)).sum();
-                        total += d * (lo + hi) as f32 + f16(w.m[wb]) * acts.s[ab];
+                    _ => {
+                        let q = w.unsigned_quants(wb);
+                        let dot: i32 = q.iter().zip(a).map(|(&q, &a)| i32::from(q) * i32::from(a)).sum();
+                        total += d * dot as f32 + w.offset(wb, dw) * acts.s[ab];
                     }
                 }
             }
@@ -291,6 +354,20 @@ mod avx2 {
         let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+
+    /// `0x10` in byte `i` where bit `i` of `bits` is set: the fifth bit of each Q5 quant.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fifth_bits(bits: u32) -> __m256i {
+        // Byte i takes the byte of `bits` holding bit i, then tests its bit (i mod 8).
+        let spread = _mm256_shuffle_epi8(
+            _mm256_set1_epi32(bits as i32),
+            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+        );
+        let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+        let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+        _mm256_and_si256(set, _mm256_set1_epi8(0x10))
     }
 
     /// `R` activation rows against weight row `n`; each decoded weight block serves all `R`.
@@ -326,11 +403,17 @@ mod avx2 {
                             chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * acts.d[ab]), chains[b & 1]);
                         }
                     }
-                    Format::Q4_1 => {
+                    _ => {
                         let packed = _mm_loadu_si128(w.qs.as_ptr().add(wb * 16).cast());
                         let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-                        let q = _mm256_and_si256(both, low_nibbles);
-                        let mw = f16(w.m[wb]);
+                        let mut q = _mm256_and_si256(both, low_nibbles);
+                        if let Some(&high) = w.qh.get(wb) {
+                            q = _mm256_or_si256(q, fifth_bits(high));
+                        }
+                        let mw = match w.m.get(wb) {
+                            Some(&m) => f16(m),
+                            None => -w.format.center() * dw,
+                        };
                         for (r, (chains, offset)) in acc.iter_mut().zip(offset.iter_mut()).enumerate() {
                             let ab = (start + r) * blocks + b;
                             let a = _mm256_loadu_si256(acts.qs.as_ptr().add(ab * 32).cast());
@@ -361,15 +444,24 @@ mod tests {
         (0..n).map(|_| rng.random_range(-1.0f32..1.0) * if rng.random_bool(0.05) { 8.0 } else { 1.0 }).collect()
     }
 
+    const FORMATS: [Format; 5] = [Format::Q8_0, Format::Q4_0, Format::Q4_1, Format::Q5_0, Format::Q5_1];
+
+    fn dtype_of(format: Format) -> GgmlDType {
+        match format {
+            Format::Q8_0 => GgmlDType::Q8_0,
+            Format::Q4_0 => GgmlDType::Q4_0,
+            Format::Q4_1 => GgmlDType::Q4_1,
+            Format::Q5_0 => GgmlDType::Q5_0,
+            Format::Q5_1 => GgmlDType::Q5_1,
+        }
+    }
+
     fn quantized(format: Format, rows: usize, cols: usize, seed: u64) -> QuantMatrix {
         let mut rng = StdRng::seed_from_u64(seed);
         let dense =
             candle_core::Tensor::from_vec(random(&mut rng, rows * cols), (rows, cols), &candle_core::Device::Cpu)
                 .unwrap();
-        let dtype = match format {
-            Format::Q8_0 => GgmlDType::Q8_0,
-            Format::Q4_1 => GgmlDType::Q4_1,
-        };
+        let dtype = dtype_of(format);
         QuantMatrix::from_qtensor(&QTensor::quantize(&dense, dtype).unwrap()).unwrap()
     }
 
@@ -403,7 +495,7 @@ mod tests {
 
     #[test]
     fn kernels_match_the_dequantized_reference_for_odd_shapes() {
-        for format in [Format::Q8_0, Format::Q4_1] {
+        for format in FORMATS {
             for (m, rows, cols) in [(1, 1, 32), (1, 37, 64), (3, 5, 96), (4, 8, 576), (5, 33, 160), (17, 19, 1536 / 4)]
             {
                 check(format, m, rows, cols);
@@ -413,7 +505,7 @@ mod tests {
 
     #[test]
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
-        for format in [Format::Q8_0, Format::Q4_1] {
+        for format in FORMATS {
             let (rows, cols) = (40, 192);
             let w = quantized(format, rows, cols, 3);
             let x = random(&mut StdRng::seed_from_u64(4), 16 * cols);
@@ -427,7 +519,7 @@ mod tests {
 
     #[test]
     fn scalar_and_simd_kernels_agree() {
-        for format in [Format::Q8_0, Format::Q4_1] {
+        for format in FORMATS {
             let w = quantized(format, 9, 128, 5);
             let acts = QuantizedRows::new(&random(&mut StdRng::seed_from_u64(6), 4 * 128), 128);
             for n in 0..9 {
@@ -455,7 +547,7 @@ mod tests {
 
     #[test]
     fn dequantized_rows_match_candle() {
-        for (format, dtype) in [(Format::Q8_0, GgmlDType::Q8_0), (Format::Q4_1, GgmlDType::Q4_1)] {
+        for (format, dtype) in FORMATS.map(|f| (f, dtype_of(f))) {
             let x = random(&mut StdRng::seed_from_u64(8), 3 * 64);
             let dense = candle_core::Tensor::from_vec(x, (3, 64), &candle_core::Device::Cpu).unwrap();
             let tensor = QTensor::quantize(&dense, dtype).unwrap();
