@@ -18,20 +18,22 @@ pub struct EngineConfig {
     pub max_waiting: usize,
     /// Most tokens (decodes + prompt chunks) in one forward step; at least `max_running`.
     pub max_batch_tokens: usize,
+    /// Most prompt tokens in requests not yet running; beyond it `submit` answers `Overloaded`.
+    pub max_waiting_prompt_tokens: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_running: 16, max_waiting: 64, max_batch_tokens: 256 }
+        Self { max_running: 16, max_waiting: 64, max_batch_tokens: 256, max_waiting_prompt_tokens: 65_536 }
     }
 }
 
 /// Why a request was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubmitError {
-    /// Every running and waiting slot is taken; retry later.
-    #[error("the server is at capacity ({0} requests in flight); retry later")]
-    Overloaded(usize),
+    /// Every running and waiting slot is taken, or too many prompt tokens wait; retry later.
+    #[error("the server is at capacity ({0}); retry later")]
+    Overloaded(String),
     /// The engine thread has stopped.
     #[error("the inference engine has stopped")]
     Stopped,
@@ -60,6 +62,8 @@ pub(crate) struct SharedStats {
     pub(crate) running: AtomicUsize,
     pub(crate) waiting: AtomicUsize,
     pub(crate) generated_tokens: AtomicU64,
+    /// Prompt tokens of submitted requests that are not running yet.
+    pub(crate) waiting_prompt_tokens: AtomicUsize,
     pub(crate) steps: AtomicU64,
     pub(crate) batch_tokens: AtomicU64,
     pub(crate) kv_cache_bytes: AtomicU64,
@@ -81,7 +85,7 @@ pub(crate) struct Submission {
 pub struct EngineHandle {
     inbox: mpsc::UnboundedSender<Submission>,
     slots: Arc<Semaphore>,
-    capacity: usize,
+    config: EngineConfig,
     stats: Arc<SharedStats>,
 }
 
@@ -97,11 +101,21 @@ impl EngineHandle {
         if !self.is_alive() {
             return Err(SubmitError::Stopped);
         }
-        let slot = self.slots.clone().try_acquire_owned().map_err(|_| SubmitError::Overloaded(self.capacity))?;
+        let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
+            let in_flight = self.config.max_running + self.config.max_waiting;
+            SubmitError::Overloaded(format!("{in_flight} requests in flight"))
+        })?;
+        let prompt = request.prompt.len();
+        let waiting = self.stats.waiting_prompt_tokens.fetch_add(prompt, Ordering::Relaxed) + prompt;
+        if waiting > self.config.max_waiting_prompt_tokens && waiting > prompt {
+            self.stats.waiting_prompt_tokens.fetch_sub(prompt, Ordering::Relaxed);
+            return Err(SubmitError::Overloaded(format!("{} prompt tokens waiting", waiting - prompt)));
+        }
         let (events, receiver) = mpsc::unbounded_channel();
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
         self.inbox.send(Submission { request, events, _slot: slot }).map_err(|_| {
             self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.stats.waiting_prompt_tokens.fetch_sub(prompt, Ordering::Relaxed);
             SubmitError::Stopped
         })?;
         Ok(EventStream { receiver })
@@ -149,5 +163,5 @@ pub fn spawn(model: Box<dyn CausalLm>, config: EngineConfig) -> std::io::Result<
     let worker = Worker::new(model, config, receiver, stats.clone());
     std::thread::Builder::new().name("engine".into()).spawn(move || worker.run())?;
     let capacity = config.max_running + config.max_waiting;
-    Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), capacity, stats })
+    Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), config, stats })
 }

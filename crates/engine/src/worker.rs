@@ -57,6 +57,15 @@ impl Worker {
     }
 
     pub(crate) fn run(mut self) {
+        // Marks the engine dead however this thread ends, a panic included, so `/health` reports it
+        // and `submit` fails fast instead of queueing into a dead inbox.
+        struct Alive(Arc<SharedStats>);
+        impl Drop for Alive {
+            fn drop(&mut self) {
+                self.0.alive.store(false, Ordering::Relaxed);
+            }
+        }
+        let _alive = Alive(self.stats.clone());
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 match self.inbox.blocking_recv() {
@@ -73,19 +82,26 @@ impl Worker {
             self.step();
             self.publish_stats();
         }
-        self.stats.alive.store(false, Ordering::Relaxed);
     }
 
     /// Drops sequences whose client went away, freeing their caches now.
     fn evict_cancelled(&mut self) {
         self.running.retain(|s| !s.submission.events.is_closed());
-        self.waiting.retain(|s| !s.events.is_closed());
+        let stats = &self.stats;
+        self.waiting.retain(|s| {
+            let open = !s.events.is_closed();
+            if !open {
+                stats.waiting_prompt_tokens.fetch_sub(s.request.prompt.len(), Ordering::Relaxed);
+            }
+            open
+        });
     }
 
     fn admit(&mut self) {
         while self.running.len() < self.config.max_running {
             let Some(submission) = self.waiting.pop_front() else { break };
             let request = &submission.request;
+            self.stats.waiting_prompt_tokens.fetch_sub(request.prompt.len(), Ordering::Relaxed);
             let cache = self.model.new_cache(request.prompt.len() + request.max_tokens);
             let sampler = Sampler::new(request.sampling);
             let tokens = request.prompt.clone();

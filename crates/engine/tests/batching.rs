@@ -40,7 +40,8 @@ fn prompts() -> Vec<Vec<u32>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_greedy_equals_one_by_one() {
     // A small token budget forces prompts to be split across steps and to share steps with decodes.
-    let engine = engine(EngineConfig { max_running: 8, max_waiting: 8, max_batch_tokens: 48 });
+    let engine =
+        engine(EngineConfig { max_running: 8, max_waiting: 8, max_batch_tokens: 48, ..EngineConfig::default() });
     let mut alone = Vec::new();
     for p in prompts() {
         alone.push(collect(&engine, request(&p, 24, SamplingParams::GREEDY)).await);
@@ -105,13 +106,30 @@ async fn a_dropped_stream_is_evicted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_is_bounded() {
-    let engine = engine(EngineConfig { max_running: 1, max_waiting: 1, max_batch_tokens: 16 });
+    let engine =
+        engine(EngineConfig { max_running: 1, max_waiting: 1, max_batch_tokens: 16, ..EngineConfig::default() });
     let _a = engine.submit(request(&[1], 400, SamplingParams::GREEDY)).unwrap();
     let _b = engine.submit(request(&[2], 400, SamplingParams::GREEDY)).unwrap();
-    assert!(matches!(
-        engine.submit(request(&[3], 4, SamplingParams::GREEDY)),
-        Err(hearth_engine::SubmitError::Overloaded(2))
-    ));
+    let refused = engine.submit(request(&[3], 4, SamplingParams::GREEDY));
+    assert_eq!(refused.unwrap_err(), hearth_engine::SubmitError::Overloaded("2 requests in flight".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_prompt_tokens_are_bounded() {
+    let config = EngineConfig { max_running: 1, max_waiting: 8, max_batch_tokens: 16, max_waiting_prompt_tokens: 300 };
+    let engine = engine(config);
+    let long: Vec<u32> = (0..200).collect();
+    let _a = engine.submit(request(&long, 300, SamplingParams::GREEDY)).unwrap();
+    while engine.stats().running == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _b = engine.submit(request(&long, 300, SamplingParams::GREEDY)).unwrap();
+    // One request always gets in however long its prompt; a second waiting prompt of 200 exceeds 300.
+    let refused = engine.submit(request(&long, 4, SamplingParams::GREEDY));
+    assert!(
+        matches!(refused, Err(hearth_engine::SubmitError::Overloaded(ref m)) if m.contains("prompt tokens waiting")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

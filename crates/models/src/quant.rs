@@ -108,7 +108,8 @@ impl QuantMatrix {
         let layout = format.layout();
         assert_eq!(raw.len(), blocks * layout.size, "block data does not match the shape");
         let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-        let mut matrix = Self { format, rows, cols, qs: Vec::with_capacity(raw.len()), qh: vec![], d: vec![], m: vec![] };
+        let mut matrix =
+            Self { format, rows, cols, qs: Vec::with_capacity(raw.len()), qh: vec![], d: vec![], m: vec![] };
         for block in raw.chunks_exact(layout.size) {
             matrix.d.push(half(block, 0));
             if let Some(at) = layout.m {
@@ -129,7 +130,8 @@ impl QuantMatrix {
         if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
             return None;
         }
-        let mut stacked = Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], qh: vec![], d: vec![], m: vec![] };
+        let mut stacked =
+            Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], qh: vec![], d: vec![], m: vec![] };
         for part in parts {
             stacked.rows += part.rows;
             stacked.qs.extend_from_slice(&part.qs);
@@ -363,7 +365,9 @@ mod avx2 {
         // Byte i takes the byte of `bits` holding bit i, then tests its bit (i mod 8).
         let spread = _mm256_shuffle_epi8(
             _mm256_set1_epi32(bits as i32),
-            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+            _mm256_setr_epi8(
+                0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+            ),
         );
         let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
         let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);

@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// Most tokens per forward step; longer prompts are prefilled in chunks [default: 256].
     #[arg(long, env = "HEARTH_MAX_BATCH_TOKENS")]
     pub max_batch_tokens: Option<usize>,
+    /// Most prompt tokens waiting for a slot; more are refused with 429 [default: 65536].
+    #[arg(long, env = "HEARTH_MAX_WAITING_PROMPT_TOKENS")]
+    pub max_waiting_prompt_tokens: Option<usize>,
 }
 
 /// Log output format.
@@ -152,6 +155,7 @@ struct FileEngine {
     max_num_seqs: Option<usize>,
     max_waiting: Option<usize>,
     max_batch_tokens: Option<usize>,
+    max_waiting_prompt_tokens: Option<usize>,
 }
 
 /// The resolved configuration, one part per layer.
@@ -253,6 +257,10 @@ impl Config {
                         .max_batch_tokens
                         .or(engine.max_batch_tokens)
                         .unwrap_or(defaults.max_batch_tokens),
+                    max_waiting_prompt_tokens: args
+                        .max_waiting_prompt_tokens
+                        .or(engine.max_waiting_prompt_tokens)
+                        .unwrap_or(defaults.max_waiting_prompt_tokens),
                 },
             },
         }
