@@ -374,7 +374,8 @@ mod avx2 {
         _mm256_and_si256(set, _mm256_set1_epi8(0x10))
     }
 
-    /// `R` activation rows against weight row `n`; each decoded weight block serves all `R`.
+    /// `R` activation rows against weight row `n`; each decoded weight block serves all `R`. Dispatches
+    /// once per call to a loop specialised for the format, so the per-block path has no branches.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn tile<const R: usize>(
         w: &QuantMatrix,
@@ -382,51 +383,89 @@ mod avx2 {
         n: usize,
         start: usize,
     ) -> [f32; TILE] {
-        // SAFETY: the caller checked AVX2, FMA and F16C; every load reads one whole block inside `qs`,
-        // whose length is a whole number of blocks for every (row, block) index used here.
+        // SAFETY: the caller checked AVX2, FMA and F16C and passes a weight row and activation rows
+        // that exist; the specialised loops read only whole blocks of those rows.
+        unsafe {
+            match (w.format, w.qh.is_empty(), w.m.is_empty()) {
+                (Format::Q8_0, _, _) => signed::<R>(w, acts, n, start),
+                (_, true, true) => unsigned::<R, false, false>(w, acts, n, start),
+                (_, true, false) => unsigned::<R, false, true>(w, acts, n, start),
+                (_, false, true) => unsigned::<R, true, false>(w, acts, n, start),
+                (_, false, false) => unsigned::<R, true, true>(w, acts, n, start),
+            }
+        }
+    }
+
+    /// Q8_0: signed quants times signed activations.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn signed<const R: usize>(w: &QuantMatrix, acts: &QuantizedRows, n: usize, start: usize) -> [f32; TILE] {
+        // SAFETY: see `tile`; block `b` of weight row `n` and of activation row `start + r` are in bounds.
+        unsafe {
+            let blocks = acts.blocks_per_row;
+            let ones = _mm256_set1_epi16(1);
+            let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 32), w.d.as_ptr().add(n * blocks));
+            let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
+            // Two chains per row (even and odd blocks) hide the FMA latency. Every tile size uses the same
+            // chains, so a row's arithmetic is the same alone or in a batch.
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for b in 0..blocks {
+                let dw = f16(*wd.add(b));
+                let q = _mm256_loadu_si256(wq.add(b * 32).cast());
+                let magnitude = _mm256_sign_epi8(q, q);
+                for (r, chains) in acc.iter_mut().enumerate() {
+                    let ab = r * blocks + b;
+                    let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
+                    let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
+                    let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+                    chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), chains[b & 1]);
+                }
+            }
+            let mut sums = [0.0; TILE];
+            for (sum, chains) in sums.iter_mut().zip(&acc) {
+                *sum = hsum(_mm256_add_ps(chains[0], chains[1]));
+            }
+            sums
+        }
+    }
+
+    /// 4- and 5-bit formats: unsigned quants (with a fifth bit when `HIGH`) times signed activations,
+    /// plus the block's offset (stored when `OFFSET`, else `-center * d`) times the activations' sum.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
+        w: &QuantMatrix,
+        acts: &QuantizedRows,
+        n: usize,
+        start: usize,
+    ) -> [f32; TILE] {
+        // SAFETY: see `tile`; `qh` and `m` are read only when the format has them.
         unsafe {
             let blocks = acts.blocks_per_row;
             let ones = _mm256_set1_epi16(1);
             let low_nibbles = _mm256_set1_epi8(0x0F);
-            // Two chains per row (even and odd blocks) hide the FMA latency. Every tile size uses the same
-            // chains, so a row's arithmetic is the same alone or in a batch.
+            let center = w.format.center();
+            let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 16), w.d.as_ptr().add(n * blocks));
+            let wm = if OFFSET { w.m.as_ptr().add(n * blocks) } else { std::ptr::null() };
+            let wh = if HIGH { w.qh.as_ptr().add(n * blocks) } else { std::ptr::null() };
+            let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
+            let asum = acts.s.as_ptr().add(start * blocks);
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
             let mut offset = [0.0f32; R];
             for b in 0..blocks {
-                let wb = n * blocks + b;
-                let dw = f16(w.d[wb]);
-                match w.format {
-                    Format::Q8_0 => {
-                        let q = _mm256_loadu_si256(w.qs.as_ptr().add(wb * 32).cast());
-                        let magnitude = _mm256_sign_epi8(q, q);
-                        for (r, chains) in acc.iter_mut().enumerate() {
-                            let ab = (start + r) * blocks + b;
-                            let a = _mm256_loadu_si256(acts.qs.as_ptr().add(ab * 32).cast());
-                            let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
-                            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-                            chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * acts.d[ab]), chains[b & 1]);
-                        }
-                    }
-                    _ => {
-                        let packed = _mm_loadu_si128(w.qs.as_ptr().add(wb * 16).cast());
-                        let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-                        let mut q = _mm256_and_si256(both, low_nibbles);
-                        if let Some(&high) = w.qh.get(wb) {
-                            q = _mm256_or_si256(q, fifth_bits(high));
-                        }
-                        let mw = match w.m.get(wb) {
-                            Some(&m) => f16(m),
-                            None => -w.format.center() * dw,
-                        };
-                        for (r, (chains, offset)) in acc.iter_mut().zip(offset.iter_mut()).enumerate() {
-                            let ab = (start + r) * blocks + b;
-                            let a = _mm256_loadu_si256(acts.qs.as_ptr().add(ab * 32).cast());
-                            let products = _mm256_maddubs_epi16(q, a);
-                            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-                            chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * acts.d[ab]), chains[b & 1]);
-                            *offset += mw * acts.s[ab];
-                        }
-                    }
+                let dw = f16(*wd.add(b));
+                let mw = if OFFSET { f16(*wm.add(b)) } else { -center * dw };
+                let packed = _mm_loadu_si128(wq.add(b * 16).cast());
+                let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low_nibbles);
+                if HIGH {
+                    q = _mm256_or_si256(q, fifth_bits(*wh.add(b)));
+                }
+                for (r, (chains, offset)) in acc.iter_mut().zip(offset.iter_mut()).enumerate() {
+                    let ab = r * blocks + b;
+                    let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
+                    let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones));
+                    chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), chains[b & 1]);
+                    *offset += mw * *asum.add(ab);
                 }
             }
             let mut sums = [0.0; TILE];

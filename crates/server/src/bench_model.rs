@@ -1,7 +1,7 @@
 //! `hearth bench-model`: raw forward-pass speed of a GGUF model, llama-bench style (no HTTP, no batching).
 //!
-//! Prompt processing (`pp`) runs one prompt of `--prompt` tokens in chunks of `--batch`; generation (`tg`)
-//! decodes `--gen` tokens one at a time after it. The report also states the memory-bandwidth bound for
+//! As in llama-bench, prompt processing (`pp`) runs one prompt of `--prompt` tokens in chunks of `--batch`,
+//! and generation (`tg`) decodes `--gen` tokens one at a time from an empty context; each on a fresh cache. The report also states the memory-bandwidth bound for
 //! generation: each decode step reads every weight once, so tokens/s cannot exceed bandwidth ÷ weight bytes.
 
 use std::path::PathBuf;
@@ -47,12 +47,13 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let tokens: Vec<u32> = (0..(args.prompt + args.gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     for _ in 0..args.repetitions.max(1) {
-        let mut cache = model.new_cache(args.prompt + args.gen);
+        let mut cache = model.new_cache(args.prompt);
         let start = Instant::now();
         for chunk in tokens[..args.prompt].chunks(args.batch.max(1)) {
             model.forward(&mut [SeqStep { tokens: chunk, cache: &mut cache, want_logits: true }])?;
         }
         pp.push(args.prompt as f64 / start.elapsed().as_secs_f64());
+        let mut cache = model.new_cache(args.gen);
         let start = Instant::now();
         for &token in &tokens[args.prompt..] {
             model.forward(&mut [SeqStep { tokens: &[token], cache: &mut cache, want_logits: true }])?;
