@@ -406,24 +406,34 @@ mod avx2 {
             let ones = _mm256_set1_epi16(1);
             let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 32), w.d.as_ptr().add(n * blocks));
             let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
-            // Two chains per row (even and odd blocks) hide the FMA latency. Every tile size uses the same
-            // chains, so a row's arithmetic is the same alone or in a batch.
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for b in 0..blocks {
+            // Two chains per row (even and odd blocks) hide the FMA latency; the pairwise loop keeps both in
+            // registers. Every tile size uses the same chains, so a row's arithmetic is the same alone or
+            // in a batch.
+            let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+            let block = |b: usize, chains: &mut [__m256; R]| {
                 let dw = f16(*wd.add(b));
                 let q = _mm256_loadu_si256(wq.add(b * 32).cast());
                 let magnitude = _mm256_sign_epi8(q, q);
-                for (r, chains) in acc.iter_mut().enumerate() {
+                for (r, chain) in chains.iter_mut().enumerate() {
                     let ab = r * blocks + b;
                     let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
                     let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
                     let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-                    chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), chains[b & 1]);
+                    *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
                 }
+            };
+            let mut b = 0;
+            while b + 1 < blocks {
+                block(b, &mut even);
+                block(b + 1, &mut odd);
+                b += 2;
+            }
+            if b < blocks {
+                block(b, &mut even);
             }
             let mut sums = [0.0; TILE];
-            for (sum, chains) in sums.iter_mut().zip(&acc) {
-                *sum = hsum(_mm256_add_ps(chains[0], chains[1]));
+            for (sum, (e, o)) in sums.iter_mut().zip(even.iter().zip(&odd)) {
+                *sum = hsum(_mm256_add_ps(*e, *o));
             }
             sums
         }
@@ -450,9 +460,9 @@ mod avx2 {
             let wh = if HIGH { w.qh.as_ptr().add(n * blocks) } else { std::ptr::null() };
             let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
             let asum = acts.s.as_ptr().add(start * blocks);
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
             let mut offset = [0.0f32; R];
-            for b in 0..blocks {
+            let mut block = |b: usize, chains: &mut [__m256; R]| {
                 let dw = f16(*wd.add(b));
                 let mw = if OFFSET { f16(*wm.add(b)) } else { -center * dw };
                 let packed = _mm_loadu_si128(wq.add(b * 16).cast());
@@ -460,17 +470,26 @@ mod avx2 {
                 if HIGH {
                     q = _mm256_or_si256(q, fifth_bits(*wh.add(b)));
                 }
-                for (r, (chains, offset)) in acc.iter_mut().zip(offset.iter_mut()).enumerate() {
+                for (r, (chain, offset)) in chains.iter_mut().zip(offset.iter_mut()).enumerate() {
                     let ab = r * blocks + b;
                     let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
                     let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones));
-                    chains[b & 1] = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), chains[b & 1]);
+                    *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
                     *offset += mw * *asum.add(ab);
                 }
+            };
+            let mut b = 0;
+            while b + 1 < blocks {
+                block(b, &mut even);
+                block(b + 1, &mut odd);
+                b += 2;
+            }
+            if b < blocks {
+                block(b, &mut even);
             }
             let mut sums = [0.0; TILE];
-            for (sum, (chains, offset)) in sums.iter_mut().zip(acc.iter().zip(&offset)) {
-                *sum = hsum(_mm256_add_ps(chains[0], chains[1])) + offset;
+            for (sum, ((e, o), offset)) in sums.iter_mut().zip(even.iter().zip(&odd).zip(&offset)) {
+                *sum = hsum(_mm256_add_ps(*e, *o)) + offset;
             }
             sums
         }
