@@ -70,7 +70,7 @@ pub struct ServeArgs {
     /// Inference threads; 0 means one per physical core [default: 0].
     #[arg(long, env = "HEARTH_THREADS")]
     pub threads: Option<usize>,
-    /// How weights are held in memory [default: q8-0].
+    /// How weights are held in memory [default: as-stored].
     #[arg(long, env = "HEARTH_WEIGHTS", value_enum)]
     pub weights: Option<Weights>,
     /// Most sequences generating at once [default: 16].
@@ -246,7 +246,7 @@ impl Config {
             model: ModelConfig {
                 path: args.model.clone().or(model.path).unwrap_or_else(|| DEFAULT_MODEL.into()),
                 served_model_name: args.served_model_name.clone().or(model.served_model_name),
-                weights: args.weights.or(model.weights).unwrap_or(Weights::Q80).into(),
+                weights: args.weights.or(model.weights).unwrap_or(Weights::AsStored).into(),
             },
             engine: EngineSettings {
                 threads: args.threads.or(engine.threads).unwrap_or(0),
