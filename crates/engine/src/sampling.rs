@@ -3,6 +3,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use hearth_models::layers::exp;
+
 use crate::SamplingParams;
 
 /// Picks tokens for one sequence; owns that sequence's random stream, so a seeded request samples the
@@ -33,7 +35,7 @@ impl Sampler {
         let inv_t = 1.0 / self.params.temperature;
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut probs: Vec<(usize, f32)> =
-            logits.iter().enumerate().map(|(i, &l)| (i, ((l - max) * inv_t).exp())).collect();
+            logits.iter().enumerate().map(|(i, &l)| (i, exp(((l - max) * inv_t).max(-87.0)))).collect();
         let total: f32 = probs.iter().map(|p| p.1).sum();
         let mut mass = total;
         if self.params.top_p < 1.0 {
@@ -74,7 +76,7 @@ fn argmax(values: &[f32]) -> usize {
 /// `log softmax(logits)[id]`.
 fn log_softmax_at(logits: &[f32], id: usize) -> f32 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+    let sum: f32 = logits.iter().map(|l| exp((l - max).max(-87.0))).sum();
     logits[id] - max - sum.ln()
 }
 
