@@ -249,7 +249,8 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) ->
             // SAFETY: each (token, kv head) item owns the output cells of its group's query heads, and
             // items are split between threads.
             let out = unsafe { cells.slice(at..at + span) };
-            let item = AttentionItem { queries: &q[at..at + span], keys, values, visible: first + t + 1, kv_head, heads };
+            let item =
+                AttentionItem { queries: &q[at..at + span], keys, values, visible: first + t + 1, kv_head, heads };
             item.run(&mut scores, out);
         }
     });

@@ -86,53 +86,45 @@ impl Metrics {
     pub fn render(&self, engine: EngineStats) -> String {
         let r = self.with(|r| r.clone());
         let mut out = String::new();
-        let mut gauge = |name: &str, help: &str, kind: &str, value: String| {
+        let samples: [(&str, &str, &str, u64); 9] = [
+            ("hearth_requests_running", "gauge", "Requests in the running batch.", engine.running as u64),
+            (
+                "hearth_requests_waiting",
+                "gauge",
+                "Requests admitted and waiting for a batch slot.",
+                engine.waiting as u64,
+            ),
+            (
+                "hearth_kv_cache_bytes",
+                "gauge",
+                "Bytes held by the running sequences' KV caches.",
+                engine.kv_cache_bytes,
+            ),
+            ("hearth_batch_steps_total", "counter", "Forward steps run by the engine.", engine.steps),
+            (
+                "hearth_batch_tokens_total",
+                "counter",
+                "Tokens processed by forward steps (prompt and decode).",
+                engine.batch_tokens,
+            ),
+            ("hearth_prompt_tokens_total", "counter", "Prompt tokens of finished requests.", r.prompt_tokens),
+            (
+                "hearth_generation_tokens_total",
+                "counter",
+                "Generated tokens of finished requests.",
+                r.generation_tokens,
+            ),
+            ("hearth_request_failures_total", "counter", "Requests that failed after admission.", r.failures),
+            (
+                "hearth_requests_rejected_total",
+                "counter",
+                "Requests refused with 429 because the queue was full.",
+                r.rejected,
+            ),
+        ];
+        for (name, kind, help, value) in samples {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        gauge("hearth_requests_running", "Requests in the running batch.", "gauge", engine.running.to_string());
-        gauge(
-            "hearth_requests_waiting",
-            "Requests admitted and waiting for a batch slot.",
-            "gauge",
-            engine.waiting.to_string(),
-        );
-        gauge(
-            "hearth_kv_cache_bytes",
-            "Bytes held by the running sequences' KV caches.",
-            "gauge",
-            engine.kv_cache_bytes.to_string(),
-        );
-        gauge("hearth_batch_steps_total", "Forward steps run by the engine.", "counter", engine.steps.to_string());
-        gauge(
-            "hearth_batch_tokens_total",
-            "Tokens processed by forward steps (prompt and decode).",
-            "counter",
-            engine.batch_tokens.to_string(),
-        );
-        gauge(
-            "hearth_prompt_tokens_total",
-            "Prompt tokens of finished requests.",
-            "counter",
-            r.prompt_tokens.to_string(),
-        );
-        gauge(
-            "hearth_generation_tokens_total",
-            "Generated tokens of finished requests.",
-            "counter",
-            r.generation_tokens.to_string(),
-        );
-        gauge(
-            "hearth_request_failures_total",
-            "Requests that failed after admission.",
-            "counter",
-            r.failures.to_string(),
-        );
-        gauge(
-            "hearth_requests_rejected_total",
-            "Requests refused with 429 because the queue was full.",
-            "counter",
-            r.rejected.to_string(),
-        );
+        }
         let _ = writeln!(out, "# HELP hearth_request_success_total Finished requests by finish reason.\n# TYPE hearth_request_success_total counter");
         for reason in ["stop", "length"] {
             let _ = writeln!(
