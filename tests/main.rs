@@ -2,7 +2,7 @@
 //!
 //! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
-//! - `reference`: the real default model against llama.cpp's answers in `../shared/data/`.
+//! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
 //! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
 //!   Python SDK (`tests/sdk/test_chat.py`).
 

@@ -1,5 +1,5 @@
-//! The real default model against an independent implementation's answers (llama.cpp), kept in
-//! `../shared/data/smollm2-tokenizer-reference.json`.
+//! The real default model against an independent implementation's answers (llama.cpp's tokenizer,
+//! chat template and greedy log-probabilities), recorded in `tests/fixtures/smollm2-reference.json`.
 
 use hearth_models::{CausalLm, SeqStep, WeightFormat};
 use hearth_server::model;
@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::util::{default_model, init, root};
 
 fn reference() -> Value {
-    let path = root().join("../shared/data/smollm2-tokenizer-reference.json");
+    let path = root().join("tests/fixtures/smollm2-reference.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
 }

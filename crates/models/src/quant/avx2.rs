@@ -1,0 +1,173 @@
+//! The AVX2 + FMA + F16C kernels: one loop per block format, specialised at compile time.
+
+use std::arch::x86_64::*;
+
+use super::{Format, QuantMatrix, QuantizedRows, TILE};
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16(bits: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+    _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+}
+
+/// `0x10` in byte `i` where bit `i` of `bits` is set: the fifth bit of each Q5 quant.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn fifth_bits(bits: u32) -> __m256i {
+    // Byte i takes the byte of `bits` holding bit i, then tests its bit (i mod 8).
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(bits as i32),
+        _mm256_setr_epi8(
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3,
+        ),
+    );
+    let select = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, select), select);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// `R` activation rows against weight row `n`; each decoded weight block serves all `R`. Dispatches
+/// once per call to a loop specialised for the format, so the per-block path has no branches.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn tile<const R: usize>(
+    w: &QuantMatrix,
+    acts: &QuantizedRows,
+    n: usize,
+    start: usize,
+) -> [f32; TILE] {
+    // SAFETY: the caller checked AVX2, FMA and F16C and passes a weight row and activation rows
+    // that exist; the specialised loops read only whole blocks of those rows.
+    unsafe {
+        match (w.format, w.qh.is_empty(), w.m.is_empty()) {
+            (Format::Q8_0, _, _) => signed::<R>(w, acts, n, start),
+            (_, true, true) => unsigned::<R, false, false>(w, acts, n, start),
+            (_, true, false) => unsigned::<R, false, true>(w, acts, n, start),
+            (_, false, true) => unsigned::<R, true, false>(w, acts, n, start),
+            (_, false, false) => unsigned::<R, true, true>(w, acts, n, start),
+        }
+    }
+}
+
+/// Q8_0: signed quants times signed activations.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn signed<const R: usize>(w: &QuantMatrix, acts: &QuantizedRows, n: usize, start: usize) -> [f32; TILE] {
+    // SAFETY: see `tile`; block `b` of weight row `n` and of activation row `start + r` are in bounds.
+    unsafe {
+        let blocks = acts.blocks_per_row;
+        let ones = _mm256_set1_epi16(1);
+        let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 32), w.d.as_ptr().add(n * blocks));
+        let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
+        // Two chains per row (even and odd blocks) hide the FMA latency; the pairwise loop keeps both in
+        // registers. Every tile size uses the same chains, so a row's arithmetic is the same alone or
+        // in a batch.
+        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+        let block = |b: usize, chains: &mut [__m256; R]| {
+            let dw = f16(*wd.add(b));
+            let q = _mm256_loadu_si256(wq.add(b * 32).cast());
+            let magnitude = _mm256_sign_epi8(q, q);
+            for (r, chain) in chains.iter_mut().enumerate() {
+                let ab = r * blocks + b;
+                let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
+                let products = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
+                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
+                *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
+            }
+        };
+        let mut b = 0;
+        while b + 1 < blocks {
+            block(b, &mut even);
+            block(b + 1, &mut odd);
+            b += 2;
+        }
+        if b < blocks {
+            block(b, &mut even);
+        }
+        let mut sums = [0.0; TILE];
+        for (sum, (e, o)) in sums.iter_mut().zip(even.iter().zip(&odd)) {
+            *sum = hsum(_mm256_add_ps(*e, *o));
+        }
+        sums
+    }
+}
+
+/// 4- and 5-bit formats: unsigned quants (with a fifth bit when `HIGH`) times signed activations,
+/// plus the block's offset (stored when `OFFSET`, else `-center * d`) times the activations' sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
+    w: &QuantMatrix,
+    acts: &QuantizedRows,
+    n: usize,
+    start: usize,
+) -> [f32; TILE] {
+    // SAFETY: see `tile`; `qh` and `m` are read only when the format has them.
+    unsafe {
+        let blocks = acts.blocks_per_row;
+        let ones = _mm256_set1_epi16(1);
+        let low_nibbles = _mm256_set1_epi8(0x0F);
+        let center = w.format.center();
+        let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 16), w.d.as_ptr().add(n * blocks));
+        let wm = if OFFSET { w.m.as_ptr().add(n * blocks) } else { std::ptr::null() };
+        let wh = if HIGH { w.qh.as_ptr().add(n * blocks) } else { std::ptr::null() };
+        let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
+        let asum = acts.s.as_ptr().add(start * blocks);
+        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+        let block = |b: usize, chains: &mut [__m256; R]| {
+            let dw = f16(*wd.add(b));
+            let packed = _mm_loadu_si128(wq.add(b * 16).cast());
+            let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low_nibbles);
+            if HIGH {
+                q = _mm256_or_si256(q, fifth_bits(*wh.add(b)));
+            }
+            for (r, chain) in chains.iter_mut().enumerate() {
+                let ab = r * blocks + b;
+                let a = _mm256_loadu_si256(aq.add(ab * 32).cast());
+                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(q, a), ones));
+                *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
+            }
+        };
+        let mut b = 0;
+        while b + 1 < blocks {
+            block(b, &mut even);
+            block(b + 1, &mut odd);
+            b += 2;
+        }
+        if b < blocks {
+            block(b, &mut even);
+        }
+        // The offset term, Σ_b m_b * s_b, as its own vectorised pass: 8 blocks per step.
+        let offset_of = |b: usize| if OFFSET { f16(*wm.add(b)) } else { -center * f16(*wd.add(b)) };
+        let scale = _mm256_set1_ps(-center);
+        let mut sums = [0.0; TILE];
+        for (r, (sum, (e, o))) in sums.iter_mut().zip(even.iter().zip(&odd)).enumerate() {
+            let s = asum.add(r * blocks);
+            let mut offsets = _mm256_setzero_ps();
+            let mut b = 0;
+            while b + 8 <= blocks {
+                let m = if OFFSET {
+                    _mm256_cvtph_ps(_mm_loadu_si128(wm.add(b).cast()))
+                } else {
+                    _mm256_mul_ps(scale, _mm256_cvtph_ps(_mm_loadu_si128(wd.add(b).cast())))
+                };
+                offsets = _mm256_fmadd_ps(m, _mm256_loadu_ps(s.add(b)), offsets);
+                b += 8;
+            }
+            let mut offset = hsum(offsets);
+            while b < blocks {
+                offset += offset_of(b) * *s.add(b);
+                b += 1;
+            }
+            *sum = hsum(_mm256_add_ps(*e, *o)) + offset;
+        }
+        sums
+    }
+}
