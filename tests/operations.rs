@@ -194,10 +194,15 @@ async fn shutdown_during_streams(grace: Duration) -> Vec<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), async move {
-        let _ = stopped.await;
-        tokio::spawn(lifecycle.drain(grace));
-    }));
+    let server = tokio::spawn(hearth_server::serve(
+        listener,
+        hearth_server::app(state),
+        async move {
+            let _ = stopped.await;
+            tokio::spawn(lifecycle.drain(grace));
+        },
+        Duration::from_secs(30),
+    ));
     let mut streams = Vec::new();
     for _ in 0..4 {
         streams.push(open_stream(address, 480).await);
@@ -270,7 +275,7 @@ fn zero_egress_child() {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), std::future::pending()));
+        tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), std::future::pending(), Duration::from_secs(30)));
         let body = json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}).to_string();
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let head = format!(
@@ -285,4 +290,19 @@ fn zero_egress_child() {
         assert!(response.contains("\"completion_tokens\":"), "{response}");
     });
     println!("zero-egress child served a chat completion");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let app = hearth_server::app(tiny_state());
+    tokio::spawn(hearth_server::serve(listener, app, std::future::pending(), Duration::from_millis(300)));
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server kept a half-sent request open past its header timeout");
+    let (status, _) = call(&tiny_state(), "GET", "/v1/models", None).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -25,9 +25,14 @@ fn openai_python_sdk_suite() {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(hearth_server::serve(listener, hearth_server::app(state), async {
-        let _ = stopped.await;
-    }));
+    let server = runtime.spawn(hearth_server::serve(
+        listener,
+        hearth_server::app(state),
+        async {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(30),
+    ));
 
     let status = Command::new(python())
         .arg(root().join("tests/sdk/test_chat.py"))

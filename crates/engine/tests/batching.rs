@@ -1,15 +1,24 @@
 //! The engine on a tiny random-weight model: batching must not change what a sequence generates.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use hearth_engine::{spawn, EngineConfig, EngineHandle, Event, FinishReason, GenerateRequest, SamplingParams};
 use hearth_models::{tiny, GgufFile, WeightFormat};
 
+/// Written once per test binary: tests run in parallel, and rewriting the file under a reader truncates it.
+fn tiny_model() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("hearth-engine-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        tiny::write_llama(&dir, 42).unwrap()
+    })
+}
+
 fn engine(config: EngineConfig) -> EngineHandle {
-    let dir = std::env::temp_dir().join(format!("hearth-engine-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = tiny::write_llama(&dir, 42).unwrap();
-    let model = hearth_models::load(&GgufFile::open(&path).unwrap(), WeightFormat::AsStored).unwrap();
+    let model = hearth_models::load(&GgufFile::open(tiny_model()).unwrap(), WeightFormat::AsStored).unwrap();
     spawn(model, config).unwrap()
 }
 

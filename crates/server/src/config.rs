@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Browser origin allowed to call the API (CORS); repeat for several. None by default.
     #[arg(long = "cors-allow-origin", env = "HEARTH_CORS_ALLOW_ORIGINS", value_delimiter = ',')]
     pub cors_allow_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers before its connection is closed [default: 30].
+    #[arg(long, env = "HEARTH_HEADER_TIMEOUT_SECONDS")]
+    pub header_timeout_seconds: Option<u64>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "HEARTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
@@ -135,6 +138,7 @@ struct FileServer {
     api_keys: Option<Vec<String>>,
     api_key_file: Option<PathBuf>,
     cors_allow_origins: Option<Vec<String>>,
+    header_timeout_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     log_content: Option<bool>,
@@ -182,6 +186,8 @@ pub struct ServerConfig {
     pub api_key_file: Option<PathBuf>,
     /// Origins allowed by CORS; empty turns CORS off.
     pub cors_allow_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_seconds: u64,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_seconds: u64,
     /// Log format.
@@ -239,6 +245,7 @@ impl Config {
                 cors_allow_origins: non_empty(&args.cors_allow_origins)
                     .or(server.cors_allow_origins)
                     .unwrap_or_default(),
+                header_timeout_seconds: args.header_timeout_seconds.or(server.header_timeout_seconds).unwrap_or(30),
                 shutdown_grace_seconds: args.shutdown_grace_seconds.or(server.shutdown_grace_seconds).unwrap_or(30),
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),

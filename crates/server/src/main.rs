@@ -43,7 +43,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             );
             tokio::spawn(lifecycle.drain(grace));
         };
-        hearth_server::serve(listener, hearth_server::app(state), shutdown).await?;
+        let header_timeout = Duration::from_secs(config.server.header_timeout_seconds);
+        hearth_server::serve(listener, hearth_server::app(state), shutdown, header_timeout).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })
