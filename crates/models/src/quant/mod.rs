@@ -223,6 +223,9 @@ impl QuantMatrix {
     }
 }
 
+/// 1.5 × 2^23: adding and subtracting it rounds an f32 below 2^22 to the nearest integer.
+const ROUNDING: f32 = 12_582_912.0;
+
 /// Activation rows quantized to 8 bits per value with an f32 scale per block.
 #[derive(Debug, Clone)]
 pub struct QuantizedRows {
@@ -248,7 +251,9 @@ impl QuantizedRows {
             let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
             let mut sum = 0i32;
             for &v in block {
-                let q = (v * inv).round() as i8;
+                // Round to nearest by the float-add trick (|v * inv| <= 127 < 2^22): no libm call, so
+                // the loop vectorises.
+                let q = ((v * inv + ROUNDING) - ROUNDING) as i8;
                 sum += i32::from(q);
                 qs.push(q);
             }
