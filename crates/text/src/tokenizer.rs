@@ -232,11 +232,6 @@ impl Tokenizer {
         self.with_control.decode(ids, true).map_err(library)
     }
 
-    /// The text of one token as the vocabulary stores it.
-    pub fn token_text(&self, id: u32) -> Option<String> {
-        self.with_control.id_to_token(id)
-    }
-
     /// Tokens that end generation (EOS and other end-of-turn control tokens).
     pub fn end_of_generation(&self) -> &[u32] {
         &self.end_of_generation
