@@ -306,3 +306,31 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let (status, _) = call(&tiny_state(), "GET", "/v1/models", None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_operator_caps_max_tokens() {
+    let state = tiny_state_with(|c| c.server.max_tokens_limit = Some(10));
+    let over = call_with(&state, request("POST", "/v1/chat/completions", None, Some(chat_body(11, false)))).await;
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST);
+    let error: Value = serde_json::from_str(&body_text(over).await).unwrap();
+    assert_eq!(error["error"]["param"], "max_tokens");
+    let unset = json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "ignore_eos": true});
+    let response = call_with(&state, request("POST", "/v1/chat/completions", None, Some(unset.to_string()))).await;
+    let body: Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(body["usage"]["completion_tokens"], 10, "without max_tokens the cap applies: {body}");
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_ends_with_504() {
+    let state = tiny_state_with(|c| {
+        c.server.request_timeout = Some(Duration::from_millis(1));
+        c.engine.limits.max_batch_tokens = 1;
+    });
+    let response = call_with(&state, request("POST", "/v1/chat/completions", None, Some(chat_body(480, false)))).await;
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    let error: Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(error["error"]["code"], "timeout");
+    let streamed = call_with(&state, request("POST", "/v1/chat/completions", None, Some(chat_body(480, true)))).await;
+    let text = body_text(streamed).await;
+    assert!(text.contains("\"code\":\"timeout\"") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+}

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's headers before its connection is closed [default: 30].
     #[arg(long, env = "HEARTH_HEADER_TIMEOUT_SECONDS")]
     pub header_timeout_seconds: Option<u64>,
+    /// Seconds a chat request may take from arrival to its last token; 0 means no limit [default: 600].
+    #[arg(long, env = "HEARTH_REQUEST_TIMEOUT_SECONDS")]
+    pub request_timeout_seconds: Option<f64>,
+    /// Most tokens one request may generate (`max_tokens` above it is a 400) [default: the context].
+    #[arg(long, env = "HEARTH_MAX_TOKENS_LIMIT")]
+    pub max_tokens_limit: Option<usize>,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "HEARTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
@@ -139,6 +145,8 @@ struct FileServer {
     api_key_file: Option<PathBuf>,
     cors_allow_origins: Option<Vec<String>>,
     header_timeout_seconds: Option<u64>,
+    request_timeout_seconds: Option<f64>,
+    max_tokens_limit: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     log_content: Option<bool>,
@@ -188,6 +196,10 @@ pub struct ServerConfig {
     pub cors_allow_origins: Vec<String>,
     /// Seconds a client has to send a request's headers.
     pub header_timeout_seconds: u64,
+    /// How long a chat request may take; `None` for no limit.
+    pub request_timeout: Option<std::time::Duration>,
+    /// Most tokens one request may generate; `None` for the context's limit.
+    pub max_tokens_limit: Option<usize>,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_seconds: u64,
     /// Log format.
@@ -246,6 +258,10 @@ impl Config {
                     .or(server.cors_allow_origins)
                     .unwrap_or_default(),
                 header_timeout_seconds: args.header_timeout_seconds.or(server.header_timeout_seconds).unwrap_or(30),
+                request_timeout: Some(args.request_timeout_seconds.or(server.request_timeout_seconds).unwrap_or(600.0))
+                    .filter(|s| *s > 0.0)
+                    .map(std::time::Duration::from_secs_f64),
+                max_tokens_limit: args.max_tokens_limit.or(server.max_tokens_limit),
                 shutdown_grace_seconds: args.shutdown_grace_seconds.or(server.shutdown_grace_seconds).unwrap_or(30),
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),

@@ -36,6 +36,9 @@ pub enum ApiError {
     /// Admission is full (429, with `Retry-After`).
     #[error("{0}")]
     Overloaded(String),
+    /// The request ran past its deadline (504).
+    #[error("the request did not finish within its deadline of {0:?}")]
+    DeadlineExceeded(std::time::Duration),
     /// The engine failed while generating (500).
     #[error("{0}")]
     Internal(String),
@@ -60,6 +63,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -75,6 +79,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => ("invalid_request_error", None, Some("payload_too_large".into())),
             Self::Overloaded(_) => ("rate_limit_error", None, Some("rate_limit_exceeded".into())),
             Self::Internal(_) => ("server_error", None, None),
+            Self::DeadlineExceeded(_) => ("server_error", None, Some("timeout".into())),
             Self::Unavailable(_) => ("server_error", None, Some("engine_unavailable".into())),
         };
         ErrorBody { error: ErrorObject { message: self.to_string(), kind: kind.into(), param, code } }

@@ -24,7 +24,12 @@ pub struct PreparedChat {
 }
 
 /// Checks every field, renders the chat template and tokenizes; names the field at fault on error.
-pub fn chat(req: &ChatCompletionRequest, model: &ServedModel) -> Result<PreparedChat, ApiError> {
+/// `max_tokens_limit` is the operator's cap on generated tokens per request, if any.
+pub fn chat(
+    req: &ChatCompletionRequest,
+    model: &ServedModel,
+    max_tokens_limit: Option<usize>,
+) -> Result<PreparedChat, ApiError> {
     if req.model != model.id {
         return Err(ApiError::ModelNotFound(req.model.clone()));
     }
@@ -60,8 +65,14 @@ pub fn chat(req: &ChatCompletionRequest, model: &ServedModel) -> Result<Prepared
     let context = model.context_length;
     let (param, requested) = match max_tokens {
         Some((param, v)) => (param, usize::try_from(v).unwrap_or(usize::MAX)),
-        None => ("messages", context.saturating_sub(prompt.len())),
+        None => ("messages", context.saturating_sub(prompt.len()).min(max_tokens_limit.unwrap_or(usize::MAX))),
     };
+    if let Some(limit) = max_tokens_limit.filter(|&limit| requested > limit) {
+        return Err(ApiError::invalid(
+            param,
+            format!("`{param}` must be at most {limit} on this server, got {requested}"),
+        ));
+    }
     if requested == 0 || prompt.len().saturating_add(requested) > context {
         return Err(ApiError::Invalid {
             message: format!(

@@ -146,11 +146,12 @@ impl State {
 }
 
 /// The text pieces of one request, ending with `Done` or an error. When `abort` resolves (the shutdown
-/// grace period is over) a request still generating ends with an error instead.
+/// grace period is over, or the request's deadline passed) a request still generating ends with the error
+/// it resolves to.
 pub fn pieces(
     events: EventStream,
     request: GenerationRequest,
-    abort: impl Future<Output = ()> + Send + 'static,
+    abort: impl Future<Output = ApiError> + Send + 'static,
     log_content: bool,
 ) -> impl Stream<Item = Result<Piece, ApiError>> + Send {
     let state = State {
@@ -173,7 +174,7 @@ pub fn pieces(
             let events = state.events.as_mut()?;
             tokio::select! {
                 event = events.recv() => state.on_event(event),
-                () = abort.clone() => state.fail(ApiError::Unavailable("the server shut down before the request finished".into())),
+                error = abort.clone() => state.fail(error),
             }
         }
     })

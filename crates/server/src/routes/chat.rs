@@ -48,7 +48,8 @@ pub async fn create(
     }
     let model = state.model.clone();
     // Templating and tokenizing a long prompt is CPU work: keep it off the async workers.
-    let prepared: PreparedChat = tokio::task::spawn_blocking(move || prepare::chat(&req, &model))
+    let max_tokens_limit = state.config.max_tokens_limit;
+    let prepared: PreparedChat = tokio::task::spawn_blocking(move || prepare::chat(&req, &model, max_tokens_limit))
         .await
         .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))??;
     let prompt_tokens = prepared.generate.prompt.len();
@@ -64,11 +65,27 @@ pub async fn create(
         model: state.model.id.clone(),
     };
     let request = GenerationRequest { model: state.model.clone(), stop: prepared.stop, prompt_tokens, observer };
-    let pieces = pieces(events, request, state.lifecycle.aborted(), state.config.log_content);
+    let shutdown = state.lifecycle.aborted();
+    let deadline = state.config.request_timeout;
+    let abort = async move {
+        tokio::select! {
+            () = shutdown => ApiError::Unavailable("the server shut down before the request finished".into()),
+            () = sleep_until_deadline(arrived, deadline) => ApiError::DeadlineExceeded(deadline.unwrap_or_default()),
+        }
+    };
+    let pieces = pieces(events, request, abort, state.config.log_content);
     if prepared.stream {
         Ok(Sse::new(sse_events(pieces, meta, prepared.include_usage)).keep_alive(KeepAlive::default()).into_response())
     } else {
         Ok(Json(fold(pieces, meta).await?).into_response())
+    }
+}
+
+/// Resolves when `deadline` has passed since `arrived`; never when there is no deadline.
+async fn sleep_until_deadline(arrived: Instant, deadline: Option<std::time::Duration>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until((arrived + deadline).into()).await,
+        None => std::future::pending().await,
     }
 }
 
