@@ -1,14 +1,8 @@
-//! The AVX2 + FMA + F16C kernels: one loop per block format, specialised at compile time.
+//! The AVX2 + FMA kernels: one loop per block format, specialised at compile time.
 
 use std::arch::x86_64::*;
 
 use super::{Format, QuantMatrix, QuantizedRows, TILE};
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16(bits: u16) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
-}
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -71,7 +65,7 @@ unsafe fn signed<const R: usize>(w: &QuantMatrix, acts: &QuantizedRows, n: usize
         // in a batch.
         let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
         let block = |b: usize, chains: &mut [__m256; R]| {
-            let dw = f16(*wd.add(b));
+            let dw = *wd.add(b);
             let q = _mm256_loadu_si256(wq.add(b * 32).cast());
             let magnitude = _mm256_sign_epi8(q, q);
             for (r, chain) in chains.iter_mut().enumerate() {
@@ -122,7 +116,7 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
         let asum = acts.s.as_ptr().add(start * blocks);
         let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
         let block = |b: usize, chains: &mut [__m256; R]| {
-            let dw = f16(*wd.add(b));
+            let dw = *wd.add(b);
             let packed = _mm_loadu_si128(wq.add(b * 16).cast());
             let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low_nibbles);
             if HIGH {
@@ -145,7 +139,7 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
             block(b, &mut even);
         }
         // The offset term, Σ_b m_b * s_b, as its own vectorised pass: 8 blocks per step.
-        let offset_of = |b: usize| if OFFSET { f16(*wm.add(b)) } else { -center * f16(*wd.add(b)) };
+        let offset_of = |b: usize| if OFFSET { *wm.add(b) } else { -center * *wd.add(b) };
         let scale = _mm256_set1_ps(-center);
         let mut sums = [0.0; TILE];
         for (r, (sum, (e, o))) in sums.iter_mut().zip(even.iter().zip(&odd)).enumerate() {
@@ -153,11 +147,8 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
             let mut offsets = _mm256_setzero_ps();
             let mut b = 0;
             while b + 8 <= blocks {
-                let m = if OFFSET {
-                    _mm256_cvtph_ps(_mm_loadu_si128(wm.add(b).cast()))
-                } else {
-                    _mm256_mul_ps(scale, _mm256_cvtph_ps(_mm_loadu_si128(wd.add(b).cast())))
-                };
+                let m =
+                    if OFFSET { _mm256_loadu_ps(wm.add(b)) } else { _mm256_mul_ps(scale, _mm256_loadu_ps(wd.add(b))) };
                 offsets = _mm256_fmadd_ps(m, _mm256_loadu_ps(s.add(b)), offsets);
                 b += 8;
             }

@@ -1,6 +1,6 @@
 //! Quantized matrix × activations on the CPU, for the GGUF block formats Hearth runs natively.
 //!
-//! Weights stay in their GGUF blocks (32 values, f16 scales). Activations are quantized once per call to
+//! Weights keep their GGUF quants (blocks of 32; scales widened to f32 at load). Activations are quantized once per call to
 //! 8 bits with an f32 scale per block of 32 ([`QuantizedRows`]), so each block product is an integer dot
 //! product (AVX2 `maddubs`) times one scale. The kernel walks weight rows (output columns) in parallel
 //! chunks and, for each weight block it decodes, applies it to a tile of up to [`TILE`] activation rows:
@@ -86,10 +86,10 @@ pub struct QuantMatrix {
     qs: Vec<u8>,
     /// Q5 formats: the fifth bit of element `i` is bit `i` of the block's word.
     qh: Vec<u32>,
-    /// f16 scale per block, as bits.
-    d: Vec<u16>,
-    /// f16 offset per block (Q4_1 and Q5_1), as bits.
-    m: Vec<u16>,
+    /// Scale per block, widened from the file's f16 once at load (saves a conversion per block and row tile).
+    d: Vec<f32>,
+    /// Offset per block (Q4_1 and Q5_1), widened likewise.
+    m: Vec<f32>,
 }
 
 impl QuantMatrix {
@@ -111,9 +111,9 @@ impl QuantMatrix {
         let mut matrix =
             Self { format, rows, cols, qs: Vec::with_capacity(raw.len()), qh: vec![], d: vec![], m: vec![] };
         for block in raw.chunks_exact(layout.size) {
-            matrix.d.push(half(block, 0));
+            matrix.d.push(f16(half(block, 0)));
             if let Some(at) = layout.m {
-                matrix.m.push(half(block, at));
+                matrix.m.push(f16(half(block, at)));
             }
             if let Some(at) = layout.qh {
                 matrix.qh.push(u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]));
@@ -159,7 +159,7 @@ impl QuantMatrix {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
-        self.qs.len() + 4 * self.qh.len() + 2 * (self.d.len() + self.m.len())
+        self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
     }
 
     /// Row `row` as `f32` values (an embedding lookup).
@@ -167,7 +167,7 @@ impl QuantMatrix {
         let blocks = self.cols / BLOCK;
         let mut out = Vec::with_capacity(self.cols);
         for b in row * blocks..(row + 1) * blocks {
-            let d = f16(self.d[b]);
+            let d = self.d[b];
             match self.format {
                 Format::Q8_0 => out.extend(self.qs[b * 32..][..32].iter().map(|&q| d * f32::from(q as i8))),
                 _ => {
@@ -192,7 +192,7 @@ impl QuantMatrix {
     /// The additive term of block `b` with scale `d`: `x = d * q + offset`.
     fn offset(&self, b: usize, d: f32) -> f32 {
         match self.m.get(b) {
-            Some(&m) => f16(m),
+            Some(&m) => m,
             None => -self.format.center() * d,
         }
     }
@@ -311,7 +311,7 @@ impl Kernel {
 
 /// The portable reference kernel.
 mod scalar {
-    use super::{f16, Format, QuantMatrix, QuantizedRows, TILE};
+    use super::{Format, QuantMatrix, QuantizedRows, TILE};
 
     /// Integer dot products per block, then one multiply by both scales (plus the offset term).
     pub(super) fn tile(w: &QuantMatrix, acts: &QuantizedRows, n: usize, rows: std::ops::Range<usize>) -> [f32; TILE] {
@@ -322,7 +322,7 @@ mod scalar {
             for b in 0..blocks {
                 let (wb, ab) = (n * blocks + b, row * blocks + b);
                 let a = &acts.qs[ab * 32..][..32];
-                let dw = f16(w.d[wb]);
+                let dw = w.d[wb];
                 let d = dw * acts.d[ab];
                 match w.format {
                     Format::Q8_0 => {
