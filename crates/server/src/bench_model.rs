@@ -69,7 +69,11 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     println!("pp{:<5}            {:.1} tok/s (median of {})", args.prompt, median(&mut pp), pp.len());
     println!("tg{:<5}            {:.1} tok/s (median of {})", args.gen, tg_median, tg.len());
     println!("weights per token: {:.1} MB", weight_bytes / 1e6);
-    println!("read bandwidth:    {:.1} GB/s (measured now, {} threads)", bandwidth / 1e9, hearth_models::inference_threads());
+    println!(
+        "read bandwidth:    {:.1} GB/s (measured now, {} threads)",
+        bandwidth / 1e9,
+        hearth_models::inference_threads()
+    );
     println!("decode bound:      {:.1} tok/s; tg reaches {:.0}% of it", bound, 100.0 * tg_median / bound);
     Ok(())
 }
