@@ -52,8 +52,6 @@ pub enum ModelError {
 /// Facts about a loaded model that the engine and server need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelInfo {
-    /// `general.architecture`.
-    pub architecture: String,
     /// Rows of the output head.
     pub vocab_size: usize,
     /// The longest sequence (prompt + generation) the model serves.

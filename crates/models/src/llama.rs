@@ -109,7 +109,7 @@ impl Llama {
                 })
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
-        let info = ModelInfo { architecture: "llama".into(), vocab_size: head.out_dim(), context_length };
+        let info = ModelInfo { vocab_size: head.out_dim(), context_length };
         if info.vocab_size != vocab_size {
             return Err(ModelError::Invalid(format!("output head has {} rows, vocab {vocab_size}", info.vocab_size)));
         }

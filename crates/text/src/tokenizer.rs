@@ -237,16 +237,6 @@ impl Tokenizer {
         &self.end_of_generation
     }
 
-    /// The beginning-of-sequence token, if the model has one.
-    pub fn bos(&self) -> Option<u32> {
-        self.bos
-    }
-
-    /// The end-of-sequence token, if the model has one.
-    pub fn eos(&self) -> Option<u32> {
-        self.eos
-    }
-
     /// Number of ids, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.with_control.get_vocab_size(true)

@@ -50,6 +50,25 @@ pub(super) unsafe fn tile<const R: usize>(
     }
 }
 
+/// Runs `block` over blocks `0..blocks`, even blocks into one accumulator chain per row and odd blocks into
+/// another, and returns their sums. Two chains hide the FMA latency, the pairwise loop keeps both in
+/// registers, and every tile size uses the same chains, so a row's arithmetic is the same alone or in a batch.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pairwise<const R: usize>(blocks: usize, mut block: impl FnMut(usize, &mut [__m256; R])) -> [__m256; R] {
+    let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
+    let mut b = 0;
+    while b + 1 < blocks {
+        block(b, &mut even);
+        block(b + 1, &mut odd);
+        b += 2;
+    }
+    if b < blocks {
+        block(b, &mut even);
+    }
+    std::array::from_fn(|r| _mm256_add_ps(even[r], odd[r]))
+}
+
 /// Q8_0: signed quants times signed activations.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -60,10 +79,6 @@ unsafe fn signed<const R: usize>(w: &QuantMatrix, acts: &QuantizedRows, n: usize
         let ones = _mm256_set1_epi16(1);
         let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 32), w.d.as_ptr().add(n * blocks));
         let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
-        // Two chains per row (even and odd blocks) hide the FMA latency; the pairwise loop keeps both in
-        // registers. Every tile size uses the same chains, so a row's arithmetic is the same alone or
-        // in a batch.
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
         let block = |b: usize, chains: &mut [__m256; R]| {
             let dw = *wd.add(b);
             let q = _mm256_loadu_si256(wq.add(b * 32).cast());
@@ -76,18 +91,10 @@ unsafe fn signed<const R: usize>(w: &QuantMatrix, acts: &QuantizedRows, n: usize
                 *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
             }
         };
-        let mut b = 0;
-        while b + 1 < blocks {
-            block(b, &mut even);
-            block(b + 1, &mut odd);
-            b += 2;
-        }
-        if b < blocks {
-            block(b, &mut even);
-        }
+        let acc = pairwise::<R>(blocks, block);
         let mut sums = [0.0; TILE];
-        for (sum, (e, o)) in sums.iter_mut().zip(even.iter().zip(&odd)) {
-            *sum = hsum(_mm256_add_ps(*e, *o));
+        for (sum, chain) in sums.iter_mut().zip(&acc) {
+            *sum = hsum(*chain);
         }
         sums
     }
@@ -114,7 +121,6 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
         let wh = if HIGH { w.qh.as_ptr().add(n * blocks) } else { std::ptr::null() };
         let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
         let asum = acts.s.as_ptr().add(start * blocks);
-        let (mut even, mut odd) = ([_mm256_setzero_ps(); R], [_mm256_setzero_ps(); R]);
         let block = |b: usize, chains: &mut [__m256; R]| {
             let dw = *wd.add(b);
             let packed = _mm_loadu_si128(wq.add(b * 16).cast());
@@ -129,20 +135,12 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
                 *chain = _mm256_fmadd_ps(dot, _mm256_set1_ps(dw * *ad.add(ab)), *chain);
             }
         };
-        let mut b = 0;
-        while b + 1 < blocks {
-            block(b, &mut even);
-            block(b + 1, &mut odd);
-            b += 2;
-        }
-        if b < blocks {
-            block(b, &mut even);
-        }
+        let acc = pairwise::<R>(blocks, block);
         // The offset term, Σ_b m_b * s_b, as its own vectorised pass: 8 blocks per step.
         let offset_of = |b: usize| if OFFSET { *wm.add(b) } else { -center * *wd.add(b) };
         let scale = _mm256_set1_ps(-center);
         let mut sums = [0.0; TILE];
-        for (r, (sum, (e, o))) in sums.iter_mut().zip(even.iter().zip(&odd)).enumerate() {
+        for (r, (sum, chain)) in sums.iter_mut().zip(&acc).enumerate() {
             let s = asum.add(r * blocks);
             let mut offsets = _mm256_setzero_ps();
             let mut b = 0;
@@ -157,7 +155,7 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
                 offset += offset_of(b) * *s.add(b);
                 b += 1;
             }
-            *sum = hsum(_mm256_add_ps(*e, *o)) + offset;
+            *sum = hsum(*chain) + offset;
         }
         sums
     }

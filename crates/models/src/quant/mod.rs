@@ -147,16 +147,6 @@ impl QuantMatrix {
         self.rows
     }
 
-    /// Input width (weight columns).
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// The weight format.
-    pub fn format(&self) -> Format {
-        self.format
-    }
-
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
