@@ -113,7 +113,7 @@ async fn validation_errors_name_the_field() {
             json!({"model": MODEL, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
             Some("messages[0].content"),
         ),
-        (json!({"model": MODEL, "messages": user("a"), "n": 2}), Some("n")),
+        (json!({"model": MODEL, "messages": user("a"), "n": 17}), Some("n")),
         (json!({"model": MODEL}), Some("messages")),
         (json!({"model": MODEL, "messages": user("a"), "temperature": "hot"}), None),
     ];

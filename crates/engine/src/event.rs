@@ -1,20 +1,27 @@
 //! What the engine sends back for one request.
 
-/// One message on a request's event stream. The stream ends after `Finished` or `Failed`.
+/// One message on a request's event stream. The stream ends after every choice's `Finished`, or after
+/// one `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A generated token (end-of-sequence tokens are not sent; they only finish the request).
+    /// A generated token (end-of-sequence tokens are not sent; they only finish the choice).
     Token {
+        /// Which of the request's `n` choices it extends.
+        choice: usize,
         /// The token id.
         id: u32,
-        /// Natural-log probability the model gave it, before temperature and top-p.
+        /// Natural-log probability the model gave it, before any bias, penalty or filter.
         logprob: f32,
+        /// The `top_logprobs` most likely tokens at this position with their log-probabilities.
+        top_logprobs: Vec<(u32, f32)>,
     },
-    /// Generation ended normally.
+    /// One choice ended normally.
     Finished {
+        /// Which choice.
+        choice: usize,
         /// Why it ended.
         reason: FinishReason,
-        /// Token counts.
+        /// Token counts of this choice.
         usage: Usage,
     },
     /// Generation failed; nothing more follows.

@@ -76,8 +76,17 @@ pub(crate) struct Submission {
     /// Unbounded on purpose: `max_tokens` bounds it, and a bounded channel would let one slow client
     /// block the engine thread, and with it every other sequence in the batch.
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// One flag per choice, set when the caller no longer wants that choice's tokens.
+    pub(crate) cancelled: Arc<[AtomicBool]>,
     /// Held until the request finishes; frees its admission slot when dropped.
     pub(crate) _slot: OwnedSemaphorePermit,
+}
+
+impl Submission {
+    /// Whether the caller dropped the stream or gave up on this choice.
+    pub(crate) fn is_cancelled(&self, choice: usize) -> bool {
+        self.events.is_closed() || self.cancelled[choice].load(Ordering::Relaxed)
+    }
 }
 
 /// Cheap to clone; every clone talks to the same worker.
@@ -112,13 +121,15 @@ impl EngineHandle {
             return Err(SubmitError::Overloaded(format!("{} prompt tokens waiting", waiting - prompt)));
         }
         let (events, receiver) = mpsc::unbounded_channel();
+        let cancelled: Arc<[AtomicBool]> = (0..request.n.max(1)).map(|_| AtomicBool::new(false)).collect();
         self.stats.waiting.fetch_add(1, Ordering::Relaxed);
-        self.inbox.send(Submission { request, events, _slot: slot }).map_err(|_| {
+        let submission = Submission { request, events, cancelled: cancelled.clone(), _slot: slot };
+        self.inbox.send(submission).map_err(|_| {
             self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
             self.stats.waiting_prompt_tokens.fetch_sub(prompt, Ordering::Relaxed);
             SubmitError::Stopped
         })?;
-        Ok(EventStream { receiver })
+        Ok(EventStream { receiver, cancelled })
     }
 
     /// The engine's current load.
@@ -144,6 +155,7 @@ impl EngineHandle {
 #[derive(Debug)]
 pub struct EventStream {
     receiver: mpsc::UnboundedReceiver<Event>,
+    cancelled: Arc<[AtomicBool]>,
 }
 
 impl EventStream {
@@ -151,6 +163,14 @@ impl EventStream {
     /// that ends without `Finished` or `Failed` as [`crate::EngineError::Stopped`]).
     pub async fn recv(&mut self) -> Option<Event> {
         self.receiver.recv().await
+    }
+
+    /// Stops generating one choice (its stop string matched) while the others go on; the worker
+    /// frees it on its next step and sends nothing more for it.
+    pub fn cancel(&self, choice: usize) {
+        if let Some(flag) = self.cancelled.get(choice) {
+            flag.store(true, Ordering::Relaxed);
+        }
     }
 }
 

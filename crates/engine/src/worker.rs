@@ -12,14 +12,18 @@ use crate::handle::{SharedStats, Submission};
 use crate::scheduler::{self, SeqLoad};
 use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, Usage};
 
-/// One running request.
+/// One running choice of a request.
 struct Sequence {
-    submission: Submission,
+    /// Shared by the request's `n` choices.
+    submission: Arc<Submission>,
+    choice: usize,
     /// Prompt followed by generated tokens.
     tokens: Vec<u32>,
     prompt_len: usize,
     cache: KvCache,
     sampler: Sampler,
+    /// Whether the other choices still have to be forked off this one once its prompt is prefilled.
+    forks_pending: bool,
 }
 
 impl Sequence {
@@ -33,6 +37,52 @@ impl Sequence {
 
     fn usage(&self) -> Usage {
         Usage { prompt_tokens: self.prompt_len as u32, completion_tokens: self.generated() as u32 }
+    }
+
+    fn capacity(&self) -> usize {
+        self.prompt_len + self.submission.request.max_tokens
+    }
+
+    /// Choice `choice` of the same request, sharing this sequence's prefilled prompt.
+    fn fork(&self, choice: usize) -> Sequence {
+        let request = &self.submission.request;
+        Sequence {
+            submission: self.submission.clone(),
+            choice,
+            tokens: self.tokens[..self.prompt_len].to_vec(),
+            prompt_len: self.prompt_len,
+            cache: self.cache.fork(self.capacity()),
+            sampler: Sampler::new(request.sampling.clone(), &request.prompt, choice),
+            forks_pending: false,
+        }
+    }
+
+    /// Samples the next token from `logits` and tells the caller; returns whether the choice is over.
+    fn advance(&mut self, logits: &[f32], stats: &SharedStats) -> bool {
+        let sampled = self.sampler.sample(logits);
+        let id = sampled.id;
+        self.tokens.push(id);
+        stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
+        let request = &self.submission.request;
+        let reason = if request.stop_tokens.contains(&id) {
+            Some(FinishReason::Stop)
+        } else if self.generated() >= request.max_tokens {
+            Some(FinishReason::Length)
+        } else {
+            None
+        };
+        let events = &self.submission.events;
+        let choice = self.choice;
+        if reason != Some(FinishReason::Stop) {
+            let token = Event::Token { choice, id, logprob: sampled.logprob, top_logprobs: sampled.top_logprobs };
+            if events.send(token).is_err() {
+                return true;
+            }
+        }
+        if let Some(reason) = reason {
+            let _ = events.send(Event::Finished { choice, reason, usage: self.usage() });
+        }
+        reason.is_some()
     }
 }
 
@@ -86,7 +136,7 @@ impl Worker {
 
     /// Drops sequences whose client went away, freeing their caches now.
     fn evict_cancelled(&mut self) {
-        self.running.retain(|s| !s.submission.events.is_closed());
+        self.running.retain(|s| !s.submission.is_cancelled(s.choice));
         let stats = &self.stats;
         self.waiting.retain(|s| {
             let open = !s.events.is_closed();
@@ -97,16 +147,30 @@ impl Worker {
         });
     }
 
+    /// Moves waiting requests into the batch, in arrival order, while their choices fit `max_running`.
     fn admit(&mut self) {
-        while self.running.len() < self.config.max_running {
+        while let Some(next) = self.waiting.front() {
+            let n = next.request.n.max(1);
+            if !self.running.is_empty() && self.running.len() + n > self.config.max_running {
+                break;
+            }
             let Some(submission) = self.waiting.pop_front() else { break };
             let request = &submission.request;
             self.stats.waiting_prompt_tokens.fetch_sub(request.prompt.len(), Ordering::Relaxed);
             let cache = self.model.new_cache(request.prompt.len() + request.max_tokens);
-            let sampler = Sampler::new(request.sampling);
+            let sampler = Sampler::new(request.sampling.clone(), &request.prompt, 0);
             let tokens = request.prompt.clone();
             let prompt_len = tokens.len();
-            self.running.push(Sequence { submission, tokens, prompt_len, cache, sampler });
+            let submission = Arc::new(submission);
+            self.running.push(Sequence {
+                submission,
+                choice: 0,
+                tokens,
+                prompt_len,
+                cache,
+                sampler,
+                forks_pending: n > 1,
+            });
         }
     }
 
@@ -151,25 +215,17 @@ impl Worker {
             if row.is_empty() {
                 continue;
             }
-            let seq = &mut self.running[i];
-            let (id, logprob) = seq.sampler.sample(row);
-            seq.tokens.push(id);
-            self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
-            let request = &seq.submission.request;
-            let reason = if request.stop_tokens.contains(&id) {
-                Some(FinishReason::Stop)
-            } else if seq.generated() >= request.max_tokens {
-                Some(FinishReason::Length)
-            } else {
-                None
-            };
-            let events = &seq.submission.events;
-            if reason != Some(FinishReason::Stop) && events.send(Event::Token { id, logprob }).is_err() {
-                finished.push(i);
-                continue;
+            if std::mem::take(&mut self.running[i].forks_pending) {
+                // The prompt is prefilled: every other choice starts from a copy of its cache and
+                // samples its first token from the same logits.
+                for choice in 1..self.running[i].submission.request.n {
+                    let mut fork = self.running[i].fork(choice);
+                    if !fork.advance(row, &self.stats) {
+                        self.running.push(fork);
+                    }
+                }
             }
-            if let Some(reason) = reason {
-                let _ = events.send(Event::Finished { reason, usage: seq.usage() });
+            if self.running[i].advance(row, &self.stats) {
                 finished.push(i);
             }
         }

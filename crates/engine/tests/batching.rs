@@ -23,7 +23,7 @@ fn engine(config: EngineConfig) -> EngineHandle {
 }
 
 fn request(prompt: &[u32], max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.to_vec(), max_tokens, sampling, stop_tokens: vec![] }
+    GenerateRequest { prompt: prompt.to_vec(), max_tokens, n: 1, sampling, stop_tokens: vec![] }
 }
 
 async fn collect(engine: &EngineHandle, request: GenerateRequest) -> (Vec<u32>, FinishReason) {
@@ -32,7 +32,7 @@ async fn collect(engine: &EngineHandle, request: GenerateRequest) -> (Vec<u32>, 
     while let Some(event) = events.recv().await {
         match event {
             Event::Token { id, .. } => tokens.push(id),
-            Event::Finished { reason, usage } => {
+            Event::Finished { reason, usage, .. } => {
                 assert_eq!(usage.completion_tokens as usize, tokens.len());
                 return (tokens, reason);
             }
@@ -63,10 +63,10 @@ async fn batched_greedy_equals_one_by_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_sampling_is_independent_of_batch_mates() {
     let engine = engine(EngineConfig::default());
-    let seeded = SamplingParams { temperature: 1.0, top_p: 0.9, seed: Some(5) };
-    let (alone, _) = collect(&engine, request(&[5, 6, 7], 16, seeded)).await;
+    let seeded = SamplingParams { temperature: 1.0, top_p: 0.9, seed: Some(5), ..SamplingParams::default() };
+    let (alone, _) = collect(&engine, request(&[5, 6, 7], 16, seeded.clone())).await;
     let mut batch: Vec<GenerateRequest> =
-        prompts().into_iter().map(|p| request(&p, 16, SamplingParams { seed: None, ..seeded })).collect();
+        prompts().into_iter().map(|p| request(&p, 16, SamplingParams { seed: None, ..seeded.clone() })).collect();
     batch.insert(2, request(&[5, 6, 7], 16, seeded));
     let together = futures_join(&engine, batch).await;
     assert_eq!(together[2].0, alone);
@@ -86,7 +86,7 @@ async fn stop_tokens_finish_with_stop_and_are_not_sent() {
         loop {
             match events.recv().await.unwrap() {
                 Event::Token { id, .. } => tokens.push(id),
-                Event::Finished { reason, usage } => {
+                Event::Finished { reason, usage, .. } => {
                     assert_eq!(usage.completion_tokens as usize, first + 1, "the stop token counts as generated");
                     break (tokens, reason);
                 }
@@ -167,4 +167,73 @@ async fn futures_join(
         out.push(t.await.unwrap());
     }
     out
+}
+
+/// Every choice's tokens and finish reason, by choice index.
+async fn collect_choices(engine: &EngineHandle, request: GenerateRequest) -> Vec<(Vec<u32>, FinishReason)> {
+    let n = request.n;
+    let mut events = engine.submit(request).unwrap();
+    let mut choices = vec![(Vec::new(), None); n];
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Token { choice, id, .. } => {
+                assert!(choices[choice].1.is_none(), "token after the choice finished");
+                choices[choice].0.push(id);
+            }
+            Event::Finished { choice, reason, usage } => {
+                assert_eq!(usage.completion_tokens as usize, choices[choice].0.len());
+                choices[choice].1 = Some(reason);
+            }
+            Event::Failed(e) => panic!("generation failed: {e}"),
+        }
+    }
+    choices.into_iter().map(|(tokens, reason)| (tokens, reason.expect("every choice finishes"))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choices_share_the_prefilled_prompt() {
+    let engine = engine(EngineConfig { max_batch_tokens: 32, ..EngineConfig::default() });
+    let prompt: Vec<u32> = (0..90).map(|i| i * 7 % 256).collect();
+    let (greedy, _) = collect(&engine, request(&prompt, 12, SamplingParams::GREEDY)).await;
+    let mut greedy_n = request(&prompt, 12, SamplingParams::GREEDY);
+    greedy_n.n = 3;
+    let steps_before = engine.stats().batch_tokens;
+    let choices = collect_choices(&engine, greedy_n).await;
+    assert!(choices.iter().all(|(tokens, _)| *tokens == greedy), "a forked cache must decode like the original");
+    let batch_tokens = engine.stats().batch_tokens - steps_before;
+    assert_eq!(batch_tokens, 90 + 3 * 11, "the prompt is prefilled once, then each choice decodes");
+
+    let seeded = SamplingParams { temperature: 1.5, seed: Some(9), ..SamplingParams::default() };
+    let (solo, _) = collect(&engine, request(&prompt, 12, seeded.clone())).await;
+    let mut sampled = request(&prompt, 12, seeded);
+    sampled.n = 4;
+    let choices = collect_choices(&engine, sampled.clone()).await;
+    assert_eq!(choices[0].0, solo, "choice 0 of a seeded request samples like the request alone");
+    assert!(choices[1..].iter().any(|(tokens, _)| *tokens != solo), "the other choices draw their own tokens");
+    assert_eq!(collect_choices(&engine, sampled).await, choices, "seeded choices are reproducible");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_choice_stops_while_the_others_go_on() {
+    let engine = engine(EngineConfig::default());
+    let mut req = request(&[4, 5, 6], 40, SamplingParams::GREEDY);
+    req.n = 2;
+    let mut events = engine.submit(req).unwrap();
+    let mut counts = [0usize; 2];
+    let mut finished = [false; 2];
+    while let Some(event) = events.recv().await {
+        match event {
+            Event::Token { choice, .. } => {
+                counts[choice] += 1;
+                if choice == 1 && counts[1] == 3 {
+                    events.cancel(1);
+                }
+            }
+            Event::Finished { choice, .. } => finished[choice] = true,
+            Event::Failed(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(counts[0], 40);
+    assert!(finished[0] && !finished[1]);
+    assert!(counts[1] < 10, "choice 1 kept generating after it was cancelled: {} tokens", counts[1]);
 }

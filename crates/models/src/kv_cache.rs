@@ -45,6 +45,21 @@ impl KvCache {
         debug_assert!(self.keys.iter().all(|k| k.len() == self.len * self.row));
     }
 
+    /// A copy of this cache with room for `capacity` positions, for a sequence that shares this prefix.
+    pub fn fork(&self, capacity: usize) -> Self {
+        let copy = |layers: &[Vec<f32>]| {
+            layers
+                .iter()
+                .map(|l| {
+                    let mut v = Vec::with_capacity(self.row * capacity.max(self.len));
+                    v.extend_from_slice(l);
+                    v
+                })
+                .collect()
+        };
+        Self { keys: copy(&self.keys), values: copy(&self.values), row: self.row, len: self.len }
+    }
+
     /// Bytes held, capacity included.
     pub fn bytes(&self) -> usize {
         self.keys.iter().chain(&self.values).map(|v| v.capacity() * 4).sum()

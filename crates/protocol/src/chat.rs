@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sampling::SamplingOptions;
+
 /// `POST /v1/chat/completions` body.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChatCompletionRequest {
@@ -15,19 +17,16 @@ pub struct ChatCompletionRequest {
     /// Upper bound on generated tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<i64>,
-    /// Sampling temperature in [0, 2]; 0 is greedy.
+    /// Sampling, penalties and stop conditions, shared with `/v1/completions`.
+    #[serde(flatten)]
+    pub sampling: SamplingOptions,
+    /// Return the log-probability of each generated token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub temperature: Option<f64>,
-    /// Nucleus sampling mass in (0, 1].
+    pub logprobs: Option<bool>,
+    /// With `logprobs`, how many most likely alternatives to return per token (0–20).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub top_p: Option<f64>,
-    /// Seed for reproducible sampling.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<i64>,
-    /// Up to 4 strings that end generation; never part of the output.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop: Option<Stop>,
-    /// Number of choices; only 1 is served so far.
+    pub top_logprobs: Option<i64>,
+    /// Number of choices to generate (1–16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<i64>,
     /// Stream the answer as server-sent events.
@@ -36,9 +35,6 @@ pub struct ChatCompletionRequest {
     /// Options that only apply when `stream` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    /// Extension (vLLM, llama.cpp): keep generating past end-of-sequence tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ignore_eos: Option<bool>,
 }
 
 /// `stop`: one string or a list of strings.
@@ -150,8 +146,39 @@ pub struct ChatChoice {
     pub message: AssistantMessage,
     /// Why generation ended.
     pub finish_reason: FinishReason,
-    /// Always null until log-probabilities are served.
-    pub logprobs: Option<()>,
+    /// Log-probabilities of the generated tokens, when asked for.
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// `choices[].logprobs` of a chat completion or chunk.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ChoiceLogprobs {
+    /// One entry per generated token of the message content.
+    pub content: Option<Vec<TokenLogprob>>,
+}
+
+/// One generated token with its log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct TokenLogprob {
+    /// The token as text (lossy when it is part of a multi-byte character).
+    pub token: String,
+    /// Natural log of the probability the model gave the token.
+    pub logprob: f64,
+    /// The token's UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
+    /// The most likely tokens at this position, most likely first.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One alternative in [`TokenLogprob::top_logprobs`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct TopLogprob {
+    /// The token as text.
+    pub token: String,
+    /// Natural log of its probability.
+    pub logprob: f64,
+    /// The token's UTF-8 bytes.
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// The assistant's generated message.
@@ -189,8 +216,8 @@ pub struct ChunkChoice {
     pub delta: Delta,
     /// Set on the choice's last chunk only.
     pub finish_reason: Option<FinishReason>,
-    /// Always null until log-probabilities are served.
-    pub logprobs: Option<()>,
+    /// Log-probabilities of the tokens in this chunk, when asked for.
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// The new part of a streamed message.

@@ -6,14 +6,23 @@
 //!
 //! # Layout
 //! - [`chat`] — `/v1/chat/completions` requests, responses and stream chunks.
+//! - [`completions`] — `/v1/completions`, the legacy text completions.
+//! - [`sampling`] — [`SamplingOptions`], the sampling fields both share.
+//! - [`tokenize`] — vLLM's `/tokenize` and `/detokenize`.
 //! - [`models`] — `/v1/models`.
 //! - [`error`] — the one error body shape, `{"error":{"message","type","param","code"}}`.
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod completions;
 pub mod error;
 pub mod models;
+pub mod sampling;
+pub mod tokenize;
 
 pub use chat::*;
+pub use completions::{Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, TopLogprobs};
 pub use error::{ErrorBody, ErrorObject};
 pub use models::{Model, ModelList};
+pub use sampling::SamplingOptions;
+pub use tokenize::{DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse};

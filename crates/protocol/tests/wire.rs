@@ -1,7 +1,10 @@
 //! The mirror against real OpenAI JSON: requests from the SDK parse, and every key we emit in a response
 //! exists at the same place in OpenAI's own responses (a renamed or misplaced field fails here).
 
-use hearth_protocol::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ModelList};
+use hearth_protocol::{
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, ErrorBody, ModelList,
+    Prompt,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -44,9 +47,45 @@ fn sdk_requests_parse_with_their_extra_fields() {
     let req: ChatCompletionRequest = serde_json::from_value(fixture("chat_request_sdk.json")).unwrap();
     assert_eq!(req.messages.len(), 4);
     assert_eq!(req.max_completion_tokens, Some(64));
-    assert_eq!(req.stop.unwrap().into_vec(), ["\n\n", "END"]);
+    assert_eq!(req.sampling.stop.unwrap().into_vec(), ["\n\n", "END"]);
     assert_eq!(req.stream_options.unwrap().include_usage, Some(true));
-    assert_eq!(req.top_p, Some(1.0));
+    assert_eq!(req.sampling.top_p, Some(1.0));
+}
+
+#[test]
+fn legacy_completion_requests_parse() {
+    let req: CompletionRequest = serde_json::from_value(fixture("completion_request_sdk.json")).unwrap();
+    assert!(matches!(&req.prompt, Prompt::Texts(texts) if texts.len() == 2));
+    assert_eq!((req.logprobs, req.n, req.max_tokens), (Some(2), Some(2), Some(7)));
+    assert_eq!(req.sampling.logit_bias.unwrap()["50256"], -100.0);
+    for (prompt, shape) in [
+        (serde_json::json!("hi"), "text"),
+        (serde_json::json!([1, 2, 3]), "tokens"),
+        (serde_json::json!([[1, 2], [3]]), "token lists"),
+    ] {
+        let req: CompletionRequest =
+            serde_json::from_value(serde_json::json!({"model": "m", "prompt": prompt})).unwrap();
+        let parsed = match req.prompt {
+            Prompt::Text(_) => "text",
+            Prompt::Texts(_) => "texts",
+            Prompt::Tokens(_) => "tokens",
+            Prompt::TokenLists(_) => "token lists",
+        };
+        assert_eq!(parsed, shape);
+    }
+}
+
+#[test]
+fn logprobs_keep_their_order_and_field_names() {
+    roundtrip::<ChatCompletion>("chat_completion_logprobs.json");
+    roundtrip::<Completion>("completion.json");
+    // Straight from the text: a `Value` would sort the keys.
+    let path = format!("{}/tests/fixtures/completion.json", env!("CARGO_MANIFEST_DIR"));
+    let completion: Completion = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let logprobs = completion.choices[0].logprobs.clone().unwrap();
+    let first = logprobs.top_logprobs[0].as_ref().unwrap();
+    assert_eq!(first.0[0], ("\n\n".to_string(), -0.0104));
+    assert_eq!(serde_json::to_value(first).unwrap(), serde_json::json!({"\n\n": -0.0104, "\n": -4.651}));
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::model::ServedModel;
-use crate::routes::{chat, meta};
+use crate::routes::{chat, completions, meta, tokenize};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -57,6 +57,9 @@ pub fn app(state: AppState) -> Router {
     });
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
+        .route("/v1/completions", post(completions::create))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/v1/models", get(meta::list))
         .route("/v1/models/{id}", get(meta::retrieve))
         .route("/health", get(meta::health))

@@ -1,7 +1,10 @@
 //! Parse, don't validate: the only way from a wire request to an engine request.
 
 use hearth_engine::{GenerateRequest, SamplingParams};
-use hearth_protocol::{ChatCompletionRequest, ChatMessage, MessageContent};
+use hearth_protocol::{
+    ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest, MessageContent, Prompt, SamplingOptions,
+    TokenizeRequest,
+};
 use hearth_text::PromptMessage;
 
 use crate::error::ApiError;
@@ -9,18 +12,44 @@ use crate::model::ServedModel;
 
 /// OpenAI's limit on stop strings.
 const MAX_STOP: usize = 4;
+/// Most choices per prompt.
+const MAX_N: i64 = 16;
+/// Most alternatives per token in log-probabilities.
+const MAX_TOP_LOGPROBS: i64 = 20;
+/// `max_tokens` of a legacy completion that does not set it, as OpenAI and vLLM do.
+const DEFAULT_COMPLETION_TOKENS: usize = 16;
 
 /// A validated chat request, ready for the engine and the response writer.
 #[derive(Debug, Clone)]
 pub struct PreparedChat {
     /// What the engine runs.
     pub generate: GenerateRequest,
+    /// What the response writer needs.
+    pub output: OutputOptions,
+}
+
+/// A validated legacy completion request: one engine request per prompt.
+#[derive(Debug, Clone)]
+pub struct PreparedCompletion {
+    /// What the engine runs, one per prompt, with the prompt's text when `echo` asks for it.
+    pub prompts: Vec<(GenerateRequest, Option<String>)>,
+    /// What the response writer needs.
+    pub output: OutputOptions,
+}
+
+/// How a response is written, shared by both endpoints.
+#[derive(Debug, Clone)]
+pub struct OutputOptions {
+    /// Choices per prompt.
+    pub n: usize,
     /// Stop strings, matched on the decoded text.
     pub stop: Vec<String>,
     /// Answer as server-sent events.
     pub stream: bool,
     /// Send a final usage chunk when streaming.
     pub include_usage: bool,
+    /// Report log-probabilities with this many alternatives per token.
+    pub logprobs: Option<usize>,
 }
 
 /// Checks every field, renders the chat template and tokenizes; names the field at fault on error.
@@ -33,75 +62,282 @@ pub fn chat(
     if req.model != model.id {
         return Err(ApiError::ModelNotFound(req.model.clone()));
     }
-    let stream = req.stream.unwrap_or(false);
-    if req.stream_options.is_some() && !stream {
-        return Err(ApiError::invalid("stream_options", "`stream_options` is only allowed when `stream` is true"));
-    }
-    if let Some(n) = req.n.filter(|&n| n != 1) {
-        return Err(ApiError::invalid("n", format!("only `n` = 1 is supported, got {n}")));
-    }
-    let temperature = range("temperature", req.temperature, 0.0, 2.0)?.unwrap_or(1.0);
-    let top_p = range("top_p", req.top_p, 0.0, 1.0)?.unwrap_or(1.0);
+    let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (true, top) => Some(int_range("top_logprobs", top, 0, MAX_TOP_LOGPROBS)?.unwrap_or(0)),
+        (false, Some(_)) => {
+            return Err(ApiError::invalid("top_logprobs", "`top_logprobs` requires `logprobs` to be true"));
+        }
+        (false, None) => None,
+    };
+    let output = output_options(req.stream, req.stream_options.as_ref(), req.n, &req.sampling, logprobs)?;
+    let sampling = sampling(&req.sampling, model, logprobs)?;
     let max_tokens = match (req.max_completion_tokens, req.max_tokens) {
         (Some(v), _) => Some(("max_completion_tokens", v)),
         (None, Some(v)) => Some(("max_tokens", v)),
         (None, None) => None,
     };
-    if let Some((param, v)) = max_tokens.filter(|(_, v)| *v < 1) {
-        return Err(ApiError::invalid(param, format!("`{param}` must be at least 1, got {v}")));
+
+    let messages = prompt_messages(&req.messages)?;
+    let rendered = model.template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
+    let max_tokens = limits.budget(prompt.len(), max_tokens, "messages", None)?;
+    let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
+    let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling, stop_tokens };
+    Ok(PreparedChat { generate, output })
+}
+
+/// Checks a legacy completion request and tokenizes each of its prompts.
+pub fn completion(
+    req: &CompletionRequest,
+    model: &ServedModel,
+    max_tokens_limit: Option<usize>,
+) -> Result<PreparedCompletion, ApiError> {
+    if req.model != model.id {
+        return Err(ApiError::ModelNotFound(req.model.clone()));
     }
-    let stop = req.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        return Err(ApiError::invalid("suffix", "`suffix` (fill-in-the-middle) is not supported by this server"));
+    }
+    if let Some(best_of) = req.best_of.filter(|&b| b != req.n.unwrap_or(1)) {
+        return Err(ApiError::invalid("best_of", format!("only `best_of` equal to `n` is supported, got {best_of}")));
+    }
+    let echo = req.echo.unwrap_or(false);
+    let logprobs = int_range("logprobs", req.logprobs, 0, MAX_TOP_LOGPROBS)?;
+    if echo && logprobs.is_some() {
+        return Err(ApiError::invalid(
+            "logprobs",
+            "`logprobs` together with `echo` (log-probabilities of prompt tokens) is not supported",
+        ));
+    }
+    let output = output_options(req.stream, req.stream_options.as_ref(), req.n, &req.sampling, logprobs)?;
+    let sampling = sampling(&req.sampling, model, logprobs)?;
+    let max_tokens = req.max_tokens.map(|v| ("max_tokens", v));
+
+    let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
+    let prompts = prompt_token_lists(&req.prompt, model)?;
+    prompts
+        .into_iter()
+        .map(|(prompt, text)| {
+            let max_tokens = limits.budget(prompt.len(), max_tokens, "prompt", Some(DEFAULT_COMPLETION_TOKENS))?;
+            let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
+            let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling: sampling.clone(), stop_tokens };
+            Ok((generate, echo.then_some(text)))
+        })
+        .collect::<Result<_, ApiError>>()
+        .map(|prompts| PreparedCompletion { prompts, output })
+}
+
+/// Each prompt of a legacy request as token ids, with its text (for `echo`).
+fn prompt_token_lists(prompt: &Prompt, model: &ServedModel) -> Result<Vec<(Vec<u32>, String)>, ApiError> {
+    let tokenizer = &model.tokenizer;
+    let from_text = |text: &str| -> Result<(Vec<u32>, String), ApiError> {
+        let ids = tokenizer.encode_completion_prompt(text).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((ids, text.to_string()))
+    };
+    let from_ids = |ids: &[i64]| -> Result<(Vec<u32>, String), ApiError> {
+        let ids = token_ids("prompt", ids, model)?;
+        let text = tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok((ids, text))
+    };
+    let prompts = match prompt {
+        Prompt::Text(text) => vec![from_text(text)?],
+        Prompt::Texts(texts) => texts.iter().map(|t| from_text(t)).collect::<Result<_, _>>()?,
+        Prompt::Tokens(ids) => vec![from_ids(ids)?],
+        Prompt::TokenLists(lists) => lists.iter().map(|ids| from_ids(ids)).collect::<Result<_, _>>()?,
+    };
+    if prompts.is_empty() {
+        return Err(ApiError::invalid("prompt", "`prompt` must not be an empty list"));
+    }
+    prompts
+        .into_iter()
+        .map(|(ids, text)| match (ids.is_empty(), tokenizer.bos()) {
+            (false, _) => Ok((ids, text)),
+            (true, Some(bos)) => Ok((vec![bos], text)),
+            (true, None) => Err(ApiError::invalid("prompt", "a prompt must contain at least one token")),
+        })
+        .collect()
+}
+
+/// The token ids of a `/tokenize` request's prompt or conversation.
+pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, ApiError> {
+    check_model(req.model.as_deref(), model)?;
+    let tokenizer = &model.tokenizer;
+    let internal = |e: hearth_text::TokenizerError| ApiError::Internal(e.to_string());
+    match (&req.prompt, &req.messages) {
+        (Some(prompt), None) if req.add_special_tokens.unwrap_or(true) => {
+            tokenizer.encode_completion_prompt(prompt).map_err(internal)
+        }
+        (Some(prompt), None) => tokenizer.encode_with_control(prompt).map_err(internal),
+        (None, Some(messages)) => {
+            let messages = prompt_messages(messages)?;
+            let rendered = model
+                .template
+                .render(&messages, req.add_generation_prompt.unwrap_or(true))
+                .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+            tokenizer.encode_prompt(&rendered).map_err(internal)
+        }
+        _ => Err(ApiError::invalid("prompt", "give exactly one of `prompt` and `messages`")),
+    }
+}
+
+/// The text of a `/detokenize` request's tokens.
+pub fn detokenize(req: &DetokenizeRequest, model: &ServedModel) -> Result<String, ApiError> {
+    check_model(req.model.as_deref(), model)?;
+    let ids = token_ids("tokens", &req.tokens, model)?;
+    model.tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A 404 unless `requested` (when given) names the served model.
+fn check_model(requested: Option<&str>, model: &ServedModel) -> Result<(), ApiError> {
+    match requested {
+        Some(id) if id != model.id => Err(ApiError::ModelNotFound(id.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// Wire token ids as vocabulary ids; a 400 naming `param` for any id outside the vocabulary.
+fn token_ids(param: &str, ids: &[i64], model: &ServedModel) -> Result<Vec<u32>, ApiError> {
+    let vocab = model.tokenizer.vocab_size();
+    ids.iter()
+        .map(|&id| {
+            u32::try_from(id).ok().filter(|&id| (id as usize) < vocab).ok_or_else(|| {
+                ApiError::invalid(param, format!("token id {id} is outside the vocabulary (0..{vocab})"))
+            })
+        })
+        .collect()
+}
+
+/// Checks the fields both endpoints share and that shape the response.
+fn output_options(
+    stream: Option<bool>,
+    stream_options: Option<&hearth_protocol::StreamOptions>,
+    n: Option<i64>,
+    sampling: &SamplingOptions,
+    logprobs: Option<usize>,
+) -> Result<OutputOptions, ApiError> {
+    let stream = stream.unwrap_or(false);
+    if stream_options.is_some() && !stream {
+        return Err(ApiError::invalid("stream_options", "`stream_options` is only allowed when `stream` is true"));
+    }
+    let n = int_range("n", n, 1, MAX_N)?.unwrap_or(1);
+    let stop = sampling.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
     if stop.len() > MAX_STOP {
         return Err(ApiError::invalid(
             "stop",
             format!("at most {MAX_STOP} stop sequences are allowed, got {}", stop.len()),
         ));
     }
+    if stop.iter().any(String::is_empty) {
+        return Err(ApiError::invalid("stop", "stop sequences must not be empty"));
+    }
+    Ok(OutputOptions {
+        n,
+        stop,
+        stream,
+        include_usage: stream_options.and_then(|o| o.include_usage).unwrap_or(false),
+        logprobs,
+    })
+}
 
-    let messages = prompt_messages(&req.messages)?;
-    let rendered = model.template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-    let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
-
-    let context = model.context_length;
-    let (param, requested) = match max_tokens {
-        Some((param, v)) => (param, usize::try_from(v).unwrap_or(usize::MAX)),
-        None => ("messages", context.saturating_sub(prompt.len()).min(max_tokens_limit.unwrap_or(usize::MAX))),
+/// The engine's sampling settings, every range checked.
+fn sampling(opts: &SamplingOptions, model: &ServedModel, logprobs: Option<usize>) -> Result<SamplingParams, ApiError> {
+    let vocab = model.tokenizer.vocab_size();
+    let top_k = match opts.top_k {
+        None | Some(-1) | Some(0) => 0,
+        Some(k) if k > 0 => usize::try_from(k).unwrap_or(usize::MAX).min(vocab),
+        Some(k) => return Err(ApiError::invalid("top_k", format!("`top_k` must be -1 (off) or at least 1, got {k}"))),
     };
-    if let Some(limit) = max_tokens_limit.filter(|&limit| requested > limit) {
+    let repetition_penalty = opts.repetition_penalty.unwrap_or(1.0);
+    if !(repetition_penalty > 0.0 && repetition_penalty.is_finite()) {
         return Err(ApiError::invalid(
-            param,
-            format!("`{param}` must be at most {limit} on this server, got {requested}"),
+            "repetition_penalty",
+            format!("`repetition_penalty` must be greater than 0, got {repetition_penalty}"),
         ));
     }
-    if requested == 0 || prompt.len().saturating_add(requested) > context {
-        return Err(ApiError::Invalid {
+    let top_p = opts.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::invalid("top_p", format!("`top_p` must be greater than 0 and at most 1, got {top_p}")));
+    }
+    let logit_bias = opts
+        .logit_bias
+        .iter()
+        .flatten()
+        .map(|(key, &bias)| {
+            let id = key.parse::<u32>().ok().filter(|&id| (id as usize) < vocab).ok_or_else(|| {
+                ApiError::invalid("logit_bias", format!("`logit_bias` key {key:?} is not a token id in 0..{vocab}"))
+            })?;
+            range("logit_bias", Some(bias), -100.0, 100.0)?;
+            Ok((id, bias as f32))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(SamplingParams {
+        temperature: range("temperature", opts.temperature, 0.0, 2.0)?.unwrap_or(1.0) as f32,
+        top_p: top_p as f32,
+        top_k,
+        min_p: range("min_p", opts.min_p, 0.0, 1.0)?.unwrap_or(0.0) as f32,
+        repetition_penalty: repetition_penalty as f32,
+        presence_penalty: range("presence_penalty", opts.presence_penalty, -2.0, 2.0)?.unwrap_or(0.0) as f32,
+        frequency_penalty: range("frequency_penalty", opts.frequency_penalty, -2.0, 2.0)?.unwrap_or(0.0) as f32,
+        logit_bias,
+        seed: opts.seed.map(|s| s as u64),
+        top_logprobs: logprobs.unwrap_or(0),
+    })
+}
+
+/// The bounds on a request's length: the model's context and the operator's cap on generated tokens.
+struct Limits {
+    context: usize,
+    operator_cap: Option<usize>,
+}
+
+impl Limits {
+    /// Tokens one choice may generate: the request's `max_tokens` (named `param`), else `default`, else
+    /// what the context leaves; a 400 when it breaks the operator's cap or the context length.
+    fn budget(
+        &self,
+        prompt_len: usize,
+        max_tokens: Option<(&'static str, i64)>,
+        prompt_param: &'static str,
+        default: Option<usize>,
+    ) -> Result<usize, ApiError> {
+        if let Some((param, v)) = max_tokens.filter(|(_, v)| *v < 1) {
+            return Err(ApiError::invalid(param, format!("`{param}` must be at least 1, got {v}")));
+        }
+        let (context, max_tokens_limit) = (self.context, self.operator_cap);
+        let left = context.saturating_sub(prompt_len);
+        let (param, requested) = match (max_tokens, default) {
+            (Some((param, v)), _) => (param, usize::try_from(v).unwrap_or(usize::MAX)),
+            (None, Some(default)) => ("max_tokens", default.min(left.max(1))),
+            (None, None) => (prompt_param, left.min(max_tokens_limit.unwrap_or(usize::MAX))),
+        };
+        if let Some(limit) = max_tokens_limit.filter(|&limit| requested > limit) {
+            return Err(ApiError::invalid(
+                param,
+                format!("`{param}` must be at most {limit} on this server, got {requested}"),
+            ));
+        }
+        if requested == 0 || prompt_len.saturating_add(requested) > context {
+            return Err(ApiError::Invalid {
             message: format!(
-                "This model's maximum context length is {context} tokens. However, you requested {} tokens ({} in the messages, {requested} in the completion). Please reduce the length of the messages or completion.",
-                prompt.len().saturating_add(requested),
-                prompt.len(),
+                "This model's maximum context length is {context} tokens. However, you requested {} tokens ({prompt_len} in the {prompt_param}, {requested} in the completion). Please reduce the length of the {prompt_param} or completion.",
+                prompt_len.saturating_add(requested),
             ),
             param: Some(param.into()),
             code: Some("context_length_exceeded"),
         });
+        }
+        Ok(requested)
     }
+}
 
-    let stop_tokens =
-        if req.ignore_eos == Some(true) { Vec::new() } else { model.tokenizer.end_of_generation().to_vec() };
-    Ok(PreparedChat {
-        generate: GenerateRequest {
-            prompt,
-            max_tokens: requested,
-            sampling: SamplingParams {
-                temperature: temperature as f32,
-                top_p: top_p as f32,
-                seed: req.seed.map(|s| s as u64),
-            },
-            stop_tokens,
-        },
-        stop,
-        stream,
-        include_usage: req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false),
-    })
+/// The tokens that end generation: the model's end-of-turn tokens, none with `ignore_eos`.
+fn stop_tokens(ignore_eos: Option<bool>, model: &ServedModel) -> Vec<u32> {
+    if ignore_eos == Some(true) {
+        Vec::new()
+    } else {
+        model.tokenizer.end_of_generation().to_vec()
+    }
 }
 
 /// `None` stays `None`; a value outside `[min, max]` (or NaN) is a 400 naming `param`.
@@ -111,6 +347,16 @@ fn range(param: &str, value: Option<f64>, min: f64, max: f64) -> Result<Option<f
             Err(ApiError::invalid(param, format!("`{param}` must be between {min} and {max}, got {v}")))
         }
         other => Ok(other),
+    }
+}
+
+/// [`range`] for integers.
+fn int_range(param: &str, value: Option<i64>, min: i64, max: i64) -> Result<Option<usize>, ApiError> {
+    match value {
+        Some(v) if !(min..=max).contains(&v) => {
+            Err(ApiError::invalid(param, format!("`{param}` must be between {min} and {max}, got {v}")))
+        }
+        other => Ok(other.map(|v| v as usize)),
     }
 }
 

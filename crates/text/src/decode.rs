@@ -93,6 +93,17 @@ mod tests {
     }
 
     #[test]
+    fn token_bytes_undo_the_byte_level_mapping() {
+        let t = byte_tokenizer();
+        for b in 0..=255u8 {
+            assert_eq!(t.token_bytes(b as u32), [b]);
+        }
+        assert_eq!(t.token_bytes(258), b"llo");
+        assert_eq!(t.token_bytes(259), b"<|end|>");
+        assert!(t.token_bytes(10_000).is_empty());
+    }
+
+    #[test]
     fn multi_byte_characters_are_released_whole() {
         let t = byte_tokenizer();
         let ids = t.encode_text("a🙂é b").unwrap();

@@ -3,6 +3,7 @@
 //! candle's own GGUF tokenizer adds a prefix space for pre-tokenizer names it does not know (SmolLM's
 //! `smollm` among them), so we build the pipeline ourselves, the way llama.cpp reads the same keys.
 
+use std::collections::HashSet;
 use std::ops::Range;
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -94,6 +95,8 @@ pub struct Tokenizer {
     plain: tokenizers::Tokenizer,
     /// Control tokens by their text, longest first.
     control: Vec<(String, u32)>,
+    /// Control and user-defined tokens: their vocabulary text is literal, not byte-level encoded.
+    added: HashSet<u32>,
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
@@ -138,12 +141,14 @@ impl Tokenizer {
         let type_of = |id: usize| vocab.token_types.get(id).copied().unwrap_or(TokenType::Normal);
         let mut control = Vec::new();
         let mut user_defined = Vec::new();
+        let mut added = HashSet::new();
         for (id, text) in vocab.tokens.iter().enumerate() {
             match type_of(id) {
                 TokenType::Control => control.push((text.clone(), id as u32)),
                 TokenType::UserDefined => user_defined.push(AddedToken::from(text.clone(), false)),
-                _ => {}
+                _ => continue,
             }
+            added.insert(id as u32);
         }
         let specials: Vec<AddedToken> = control.iter().map(|(t, _)| AddedToken::from(t.clone(), true)).collect();
         inner.add_special_tokens(specials).map_err(library)?;
@@ -169,6 +174,7 @@ impl Tokenizer {
             with_control: inner,
             plain,
             control,
+            added,
             bos: vocab.bos,
             eos: vocab.eos,
             add_bos: vocab.add_bos,
@@ -184,6 +190,35 @@ impl Tokenizer {
     /// Encodes trusted text in which control-token text becomes control tokens.
     pub fn encode_with_control(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         Ok(self.with_control.encode_fast(text, false).map_err(library)?.get_ids().to_vec())
+    }
+
+    /// Encodes a raw completion prompt, which its author controls whole: BOS first when the model
+    /// wants one, and control-token text becomes control tokens.
+    pub fn encode_completion_prompt(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let mut ids: Vec<u32> = if self.add_bos { self.bos.into_iter().collect() } else { Vec::new() };
+        ids.extend(self.encode_with_control(text)?);
+        Ok(ids)
+    }
+
+    /// The beginning-of-sequence token, if the model has one.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    /// The bytes one token stands for (empty for an unknown id); a token may end inside a character.
+    pub fn token_bytes(&self, id: u32) -> Vec<u8> {
+        let Some(text) = self.with_control.id_to_token(id) else { return Vec::new() };
+        if self.added.contains(&id) {
+            return text.into_bytes();
+        }
+        let mut bytes = Vec::with_capacity(text.len());
+        for c in text.chars() {
+            match byte_of_char(c) {
+                Some(b) => bytes.push(b),
+                None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+            }
+        }
+        bytes
     }
 
     /// Encodes a rendered chat prompt: control tokens are recognised only in the template's own text,
@@ -241,6 +276,22 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.with_control.get_vocab_size(true)
     }
+}
+
+/// Whether byte-level BPE shows byte `b` as the character with the same code.
+fn printable(b: u8) -> bool {
+    (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+}
+
+/// The byte that byte-level BPE (GPT-2) writes as `c`: printable bytes as themselves, the others as
+/// U+0100 onwards in byte order.
+fn byte_of_char(c: char) -> Option<u8> {
+    let code = c as u32;
+    if code < 256 {
+        return printable(code as u8).then_some(code as u8);
+    }
+    let rank = code.checked_sub(256)? as usize;
+    (0..=255u8).filter(|&b| !printable(b)).nth(rank)
 }
 
 /// The pre-tokenizer for a GGUF `tokenizer.ggml.pre` name (the GPT-2 split when unknown).

@@ -1,37 +1,28 @@
 //! `POST /v1/chat/completions`: prepare, submit, then stream as SSE or fold into one JSON body.
 
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use futures::{Stream, StreamExt};
-use hearth_engine::SubmitError;
 use hearth_protocol::{
-    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChunkChoice, Delta,
-    FinishReason, Usage,
+    AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
+    ChunkChoice, Delta, FinishReason, TokenLogprob, TopLogprob, Usage,
 };
 
 use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
 use crate::extract::AppJson;
-use crate::metrics::RequestObserver;
-use crate::prepare::{self, PreparedChat};
-use crate::stream::{pieces, GenerationRequest, Piece};
-
-/// What every chunk or body of one response shares.
-#[derive(Debug, Clone)]
-struct ResponseMeta {
-    id: String,
-    created: u64,
-    model: String,
-}
+use crate::prepare::{self, OutputOptions};
+use crate::routes::generation::{
+    done_event, json_event, prepare_blocking, sse_response, submit, token_text, PieceStream, ResponseMeta,
+};
+use crate::stream::{Piece, TokenInfo};
 
 /// The handler.
 pub async fn create(
@@ -47,70 +38,72 @@ pub async fn create(
         tracing::info!(messages = ?req.messages, "chat request");
     }
     let model = state.model.clone();
-    // Templating and tokenizing a long prompt is CPU work: keep it off the async workers.
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared: PreparedChat = tokio::task::spawn_blocking(move || prepare::chat(&req, &model, max_tokens_limit))
-        .await
-        .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))??;
-    let prompt_tokens = prepared.generate.prompt.len();
-    let events = state.engine.submit(prepared.generate).inspect_err(|e| {
-        if matches!(e, SubmitError::Overloaded(_)) {
-            state.metrics.rejected();
-        }
-    })?;
-    let observer = RequestObserver::new(state.metrics.clone(), key.map(|Extension(KeyName(name))| name), arrived);
-    let meta = ResponseMeta {
-        id: format!("chatcmpl-{}", crate::app::random_id()),
-        created: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        model: state.model.id.clone(),
-    };
-    let request = GenerationRequest { model: state.model.clone(), stop: prepared.stop, prompt_tokens, observer };
-    let shutdown = state.lifecycle.aborted();
-    let deadline = state.config.request_timeout;
-    let abort = async move {
-        tokio::select! {
-            () = shutdown => ApiError::Unavailable("the server shut down before the request finished".into()),
-            () = sleep_until_deadline(arrived, deadline) => ApiError::DeadlineExceeded(deadline.unwrap_or_default()),
-        }
-    };
-    let pieces = pieces(events, request, abort, state.config.log_content);
-    if prepared.stream {
-        Ok(Sse::new(sse_events(pieces, meta, prepared.include_usage)).keep_alive(KeepAlive::default()).into_response())
+    let prepared = prepare_blocking(move || prepare::chat(&req, &model, max_tokens_limit)).await?;
+    let output = prepared.output;
+    let key = key.map(|Extension(KeyName(name))| name);
+    let pieces = submit(&state, key, arrived, prepared.generate, &output)?;
+    let meta = ResponseMeta::new("chatcmpl", &state.model.id);
+    if output.stream {
+        Ok(sse_response(sse_events(state, pieces, meta, &output)))
     } else {
-        Ok(Json(fold(pieces, meta).await?).into_response())
+        Ok(Json(fold(&state, pieces, meta, &output).await?).into_response())
     }
 }
 
-/// Resolves when `deadline` has passed since `arrived`; never when there is no deadline.
-async fn sleep_until_deadline(arrived: Instant, deadline: Option<std::time::Duration>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until((arrived + deadline).into()).await,
-        None => std::future::pending().await,
-    }
+/// The chat shape of the tokens' log-probabilities.
+fn logprobs_of(state: &AppState, tokens: &[TokenInfo]) -> Vec<TokenLogprob> {
+    tokens
+        .iter()
+        .map(|t| {
+            let (token, bytes) = token_text(state, t.id);
+            let top_logprobs = t
+                .top_logprobs
+                .iter()
+                .map(|&(id, logprob)| {
+                    let (token, bytes) = token_text(state, id);
+                    TopLogprob { token, logprob: f64::from(logprob), bytes: Some(bytes) }
+                })
+                .collect();
+            TokenLogprob { token, logprob: f64::from(t.logprob), bytes: Some(bytes), top_logprobs }
+        })
+        .collect()
 }
 
 /// The non-streaming body: every piece, folded.
 async fn fold(
-    pieces: impl Stream<Item = Result<Piece, ApiError>>,
+    state: &AppState,
+    mut pieces: PieceStream,
     meta: ResponseMeta,
+    output: &OutputOptions,
 ) -> Result<ChatCompletion, ApiError> {
-    let mut pieces = std::pin::pin!(pieces);
-    let mut content = String::new();
+    let (n, logprobs) = (output.n, output.logprobs.is_some());
+    let mut choices: Vec<(String, Vec<TokenLogprob>, Option<FinishReason>)> =
+        (0..n).map(|_| (String::new(), Vec::new(), None)).collect();
     while let Some(piece) = pieces.next().await {
         match piece? {
-            Piece::Text(text) => content.push_str(&text),
-            Piece::Done { reason, usage } => {
+            Piece::Text { choice, text, tokens } => {
+                choices[choice].0.push_str(&text);
+                choices[choice].1.extend(logprobs_of(state, &tokens));
+            }
+            Piece::Finish { choice, reason } => choices[choice].2 = Some(reason),
+            Piece::Done { usage } => {
+                let choices = choices
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, (content, tokens, reason))| ChatChoice {
+                        index: index as u32,
+                        message: AssistantMessage { role: "assistant".into(), content: Some(content) },
+                        finish_reason: reason.unwrap_or(FinishReason::Stop),
+                        logprobs: logprobs.then_some(ChoiceLogprobs { content: Some(tokens) }),
+                    })
+                    .collect();
                 return Ok(ChatCompletion {
                     id: meta.id,
                     object: "chat.completion".into(),
                     created: meta.created,
                     model: meta.model,
-                    choices: vec![ChatChoice {
-                        index: 0,
-                        message: AssistantMessage { role: "assistant".into(), content: Some(content) },
-                        finish_reason: reason,
-                        logprobs: None,
-                    }],
+                    choices,
                     usage,
                 });
             }
@@ -119,48 +112,51 @@ async fn fold(
     Err(ApiError::Internal("generation ended without a finish reason".into()))
 }
 
-/// The streaming body: a role chunk, text chunks, a finish chunk, maybe a usage chunk, then `[DONE]`.
+/// The streaming body: a role chunk per choice, text chunks, a finish chunk per choice, maybe a usage
+/// chunk, then `[DONE]`.
 fn sse_events(
-    pieces: impl Stream<Item = Result<Piece, ApiError>> + Send + 'static,
+    state: AppState,
+    pieces: PieceStream,
     meta: ResponseMeta,
-    include_usage: bool,
+    output: &OutputOptions,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
-    let chunk = move |delta: Delta, finish_reason: Option<FinishReason>| ChatCompletionChunk {
-        id: meta.id.clone(),
-        object: "chat.completion.chunk".into(),
-        created: meta.created,
-        model: meta.model.clone(),
-        choices: vec![ChunkChoice { index: 0, delta, finish_reason, logprobs: None }],
-        usage: None,
+    let (n, logprobs, include_usage) = (output.n, output.logprobs.is_some(), output.include_usage);
+    let chunk = move |index: usize, delta: Delta, finish_reason: Option<FinishReason>, lp: Option<ChoiceLogprobs>| {
+        ChatCompletionChunk {
+            id: meta.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: meta.created,
+            model: meta.model.clone(),
+            choices: vec![ChunkChoice { index: index as u32, delta, finish_reason, logprobs: lp }],
+            usage: None,
+        }
     };
-    let first = chunk(Delta { role: Some("assistant".into()), content: Some(String::new()) }, None);
+    let role = Delta { role: Some("assistant".into()), content: Some(String::new()) };
+    let first: Vec<SseEvent> = (0..n).map(|i| json_event(&chunk(i, role.clone(), None, None))).collect();
     let body = pieces.flat_map(move |piece| {
         let events: Vec<SseEvent> = match piece {
-            Ok(Piece::Text(text)) => vec![json_event(&chunk(Delta { role: None, content: Some(text) }, None))],
-            Ok(Piece::Done { reason, usage }) => {
-                let last = chunk(Delta::default(), Some(reason));
-                let mut events = vec![json_event(&last)];
+            Ok(Piece::Text { choice, text, tokens }) => {
+                let lp = logprobs.then(|| ChoiceLogprobs { content: Some(logprobs_of(&state, &tokens)) });
+                vec![json_event(&chunk(choice, Delta { role: None, content: Some(text) }, None, lp))]
+            }
+            Ok(Piece::Finish { choice, reason }) => {
+                vec![json_event(&chunk(choice, Delta::default(), Some(reason), None))]
+            }
+            Ok(Piece::Done { usage }) => {
+                let mut events = Vec::new();
                 if include_usage {
-                    events.push(json_event(&usage_chunk(&last, usage)));
+                    events.push(json_event(&usage_chunk(&chunk(0, Delta::default(), None, None), usage)));
                 }
-                events.push(done());
+                events.push(done_event());
                 events
             }
-            Err(error) => vec![error.sse_event(), done()],
+            Err(error) => vec![error.sse_event(), done_event()],
         };
         futures::stream::iter(events)
     });
-    futures::stream::once(async move { json_event(&first) }).chain(body).map(Ok)
+    futures::stream::iter(first).chain(body).map(Ok)
 }
 
 fn usage_chunk(template: &ChatCompletionChunk, usage: Usage) -> ChatCompletionChunk {
     ChatCompletionChunk { choices: Vec::new(), usage: Some(usage), ..template.clone() }
-}
-
-fn json_event(chunk: &ChatCompletionChunk) -> SseEvent {
-    SseEvent::default().json_data(chunk).expect("chunks serialize")
-}
-
-fn done() -> SseEvent {
-    SseEvent::default().data("[DONE]")
 }

@@ -1,4 +1,7 @@
 //! HTTP handlers, one module per group of routes.
 
 pub mod chat;
+pub mod completions;
+pub mod generation;
 pub mod meta;
+pub mod tokenize;

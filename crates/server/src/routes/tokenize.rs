@@ -1,0 +1,31 @@
+//! `POST /tokenize` and `POST /detokenize` (vLLM's names): text or a conversation to token ids and back.
+
+use axum::extract::State;
+use axum::Json;
+use hearth_protocol::{DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::extract::AppJson;
+use crate::prepare;
+use crate::routes::generation::prepare_blocking;
+
+/// Text or messages to token ids, with the count and the model's context length.
+pub async fn tokenize(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<TokenizeRequest>,
+) -> Result<Json<TokenizeResponse>, ApiError> {
+    let model = state.model.clone();
+    let tokens = prepare_blocking(move || prepare::tokenize(&req, &model)).await?;
+    Ok(Json(TokenizeResponse { count: tokens.len(), max_model_len: state.model.context_length, tokens }))
+}
+
+/// Token ids back to text.
+pub async fn detokenize(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<DetokenizeRequest>,
+) -> Result<Json<DetokenizeResponse>, ApiError> {
+    let model = state.model.clone();
+    let prompt = prepare_blocking(move || prepare::detokenize(&req, &model)).await?;
+    Ok(Json(DetokenizeResponse { prompt }))
+}
