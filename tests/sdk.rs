@@ -4,7 +4,9 @@ use std::process::Command;
 
 use hearth_models::WeightFormat;
 
-use crate::util::{config, default_model, init, root};
+use hearth_server::config::EmbeddingModelConfig;
+
+use crate::util::{config, default_embedding_model, default_model, init, root};
 
 /// The Python interpreter with the `openai` package: `HEARTH_PYTHON`, else the repository's `.venv`.
 fn python() -> String {
@@ -19,8 +21,12 @@ fn python() -> String {
 #[test]
 fn openai_python_sdk_suite() {
     init();
-    let state = hearth_server::start(&config(default_model(), WeightFormat::Q8_0)).unwrap();
+    let mut config = config(default_model(), WeightFormat::Q8_0);
+    config.model.embedding =
+        Some(EmbeddingModelConfig { path: default_embedding_model(), served_model_name: None, optional: false });
+    let state = hearth_server::start(&config).unwrap();
     let model_id = state.model.id.clone();
+    let embedding_id = state.embedding.as_ref().map(|e| e.id.clone()).unwrap_or_default();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
@@ -34,13 +40,15 @@ fn openai_python_sdk_suite() {
         std::time::Duration::from_secs(30),
     ));
 
-    let failed: Vec<&str> = ["test_chat.py", "test_sampling.py"]
+    let failed: Vec<&str> = ["test_chat.py", "test_sampling.py", "test_embeddings.py"]
         .into_iter()
         .filter(|suite| {
             let status = Command::new(python())
                 .arg(root().join("tests/sdk").join(suite))
                 .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
                 .env("HEARTH_MODEL", &model_id)
+                .env("HEARTH_EMBEDDING_MODEL", &embedding_id)
+                .env("HEARTH_ROOT", root())
                 .env("PYTHONUNBUFFERED", "1")
                 .status()
                 .expect("running a Python SDK suite");

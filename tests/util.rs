@@ -53,11 +53,18 @@ pub fn default_model() -> PathBuf {
     path
 }
 
-/// A config serving `path` with small engine limits.
+/// The real embedding model directory; fetched by `scripts/fetch-models.sh`.
+pub fn default_embedding_model() -> PathBuf {
+    let path = root().join(hearth_server::config::DEFAULT_EMBEDDING_MODEL);
+    assert!(path.exists(), "{} is missing: run scripts/fetch-models.sh (scripts/test.sh does)", path.display());
+    path
+}
+
+/// A config serving `path` (and no embedding model) with small engine limits.
 pub fn config(path: PathBuf, weights: WeightFormat) -> Config {
     let default = Config::default_resolved();
     Config {
-        model: ModelConfig { path, served_model_name: None, weights },
+        model: ModelConfig { path, served_model_name: None, weights, embedding: None },
         engine: EngineSettings { threads: 1, ..default.engine },
         ..default
     }

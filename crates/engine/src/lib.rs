@@ -11,8 +11,11 @@
 //! - [`scheduler`] — the pure policy that picks each step's tokens under a budget.
 //! - [`sampling`] — [`Sampler`], logits to a token, seeded.
 //! - `worker`: the loop on the `engine` thread.
+//! - [`embed`] — [`spawn_embedder`] and [`EmbedHandle`]: the embedding model's own worker thread, batching
+//!   queued embedding requests.
 #![warn(missing_docs)]
 
+pub mod embed;
 pub mod event;
 pub mod handle;
 pub mod request;
@@ -20,6 +23,7 @@ pub mod sampling;
 pub mod scheduler;
 mod worker;
 
+pub use embed::{spawn_embedder, EmbedConfig, EmbedError, EmbedHandle};
 pub use event::{EngineError, Event, FinishReason, Usage};
 pub use handle::{spawn, EngineConfig, EngineHandle, EngineStats, EventStream, SubmitError};
 pub use request::{GenerateRequest, SamplingParams};

@@ -7,12 +7,14 @@
 //! - [`gguf`] — [`GgufFile`], a GGUF file's metadata and tensors, read once.
 //! - [`layers`] — RMSNorm, RoPE, grouped-query attention over a [`KvCache`], SwiGLU: written once, shared by
 //!   every architecture.
+//! - [`embedding`] — [`Embedder`] and [`BertEmbedder`], sentence embeddings from a BERT encoder.
 //! - [`kv_cache`] — [`KvCache`], one sequence's keys and values for every layer.
 //! - [`llama`] — the Llama architecture (Llama 2/3, SmolLM, Mistral-style GGUFs).
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
 #![warn(missing_docs)]
 
+pub mod embedding;
 pub mod gguf;
 pub mod kv_cache;
 pub mod layers;
@@ -22,6 +24,7 @@ pub mod quant;
 #[cfg(feature = "test-util")]
 pub mod tiny;
 
+pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
 pub use gguf::{GgufFile, WeightFormat};
 pub use kv_cache::KvCache;
 pub use llama::Llama;

@@ -7,6 +7,7 @@
 //! # Layout
 //! - [`chat`] — `/v1/chat/completions` requests, responses and stream chunks.
 //! - [`completions`] — `/v1/completions`, the legacy text completions.
+//! - [`embeddings`] — `/v1/embeddings`.
 //! - [`sampling`] — [`SamplingOptions`], the sampling fields both share.
 //! - [`tokenize`] — vLLM's `/tokenize` and `/detokenize`.
 //! - [`models`] — `/v1/models`.
@@ -15,6 +16,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod error;
 pub mod models;
 pub mod sampling;
@@ -22,6 +24,7 @@ pub mod tokenize;
 
 pub use chat::*;
 pub use completions::{Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, TopLogprobs};
+pub use embeddings::{Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector};
 pub use error::{ErrorBody, ErrorObject};
 pub use models::{Model, ModelList};
 pub use sampling::SamplingOptions;

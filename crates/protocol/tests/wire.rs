@@ -2,8 +2,8 @@
 //! exists at the same place in OpenAI's own responses (a renamed or misplaced field fails here).
 
 use hearth_protocol::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, ErrorBody, ModelList,
-    Prompt,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, EmbeddingList,
+    EmbeddingRequest, ErrorBody, ModelList, Prompt,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,6 +73,17 @@ fn legacy_completion_requests_parse() {
         };
         assert_eq!(parsed, shape);
     }
+}
+
+#[test]
+fn embeddings_use_openai_field_names() {
+    roundtrip::<EmbeddingList>("embedding_list.json");
+    // What the Python SDK sends when the caller sets no encoding: it asks for base64 and decodes itself.
+    let req: EmbeddingRequest = serde_json::from_value(serde_json::json!({
+        "model": "m", "input": ["a", "b"], "encoding_format": "base64"
+    }))
+    .unwrap();
+    assert!(matches!(req.input, Prompt::Texts(ref t) if t.len() == 2));
 }
 
 #[test]

@@ -26,8 +26,8 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::model::ServedModel;
-use crate::routes::{chat, completions, meta, tokenize};
+use crate::model::{ServedEmbedder, ServedModel};
+use crate::routes::{chat, completions, embeddings, meta, tokenize};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -39,6 +39,8 @@ pub struct AppState {
     pub engine: EngineHandle,
     /// The served model's identity and text side.
     pub model: Arc<ServedModel>,
+    /// The embedding model, when one is served.
+    pub embedding: Option<Arc<ServedEmbedder>>,
     /// API keys (auth is off when empty).
     pub keys: Arc<ApiKeys>,
     /// Request metrics.
@@ -47,6 +49,23 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// HTTP settings.
     pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    /// A 400 when a generation request names the embedding model (other unknown ids are left to the
+    /// endpoint's own 404).
+    pub fn reject_embedding_model(&self, id: &str) -> Result<(), ApiError> {
+        match &self.embedding {
+            Some(e) if e.id == id => Err(ApiError::invalid(
+                "model",
+                format!(
+                    "`{id}` is an embedding model and cannot generate text; use `{}` or /v1/embeddings",
+                    self.model.id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The router with every route, in OpenAI's error shape even for unknown paths and handler panics.
@@ -58,6 +77,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/completions", post(completions::create))
+        .route("/v1/embeddings", post(embeddings::create))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
         .route("/v1/models", get(meta::list))

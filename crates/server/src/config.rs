@@ -9,6 +9,8 @@ use serde::Deserialize;
 
 /// The default chat model, as `scripts/fetch-models.sh` saves it.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The default embedding model directory, as `scripts/fetch-models.sh` saves it; served when present.
+pub const DEFAULT_EMBEDDING_MODEL: &str = "models/all-MiniLM-L6-v2";
 
 /// Hearth: a self-hosted, OpenAI-compatible LLM inference server.
 #[derive(Debug, Parser)]
@@ -36,12 +38,15 @@ pub struct ServeArgs {
     /// TOML config file (see config/default.toml); flags and environment override it.
     #[arg(long, env = "HEARTH_CONFIG")]
     pub config: Option<PathBuf>,
-    /// GGUF model file to serve [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
-    #[arg(long, env = "HEARTH_MODEL")]
-    pub model: Option<PathBuf>,
-    /// Model id clients pass as `model` [default: the file name without .gguf].
-    #[arg(long, env = "HEARTH_SERVED_MODEL_NAME")]
-    pub served_model_name: Option<String>,
+    /// Model to serve; repeat to serve several: one GGUF file (the chat model) and at most one embedding
+    /// model directory (config.json, tokenizer.json, model.safetensors) [default:
+    /// models/SmolLM2-135M-Instruct.Q4_1.gguf, plus models/all-MiniLM-L6-v2 when present].
+    #[arg(long, env = "HEARTH_MODEL", value_delimiter = ',')]
+    pub model: Vec<PathBuf>,
+    /// Model id clients pass as `model`, one per `--model` in the same order [default: the file name
+    /// without .gguf, or the directory name].
+    #[arg(long, env = "HEARTH_SERVED_MODEL_NAME", value_delimiter = ',')]
+    pub served_model_name: Vec<String>,
     /// Address to bind [default: 127.0.0.1].
     #[arg(long, env = "HEARTH_HOST")]
     pub host: Option<String>,
@@ -133,6 +138,7 @@ impl From<Weights> for WeightFormat {
 pub struct FileConfig {
     server: Option<FileServer>,
     model: Option<FileModel>,
+    embedding_model: Option<FileEmbeddingModel>,
     engine: Option<FileEngine>,
 }
 
@@ -158,6 +164,13 @@ struct FileModel {
     path: Option<PathBuf>,
     served_model_name: Option<String>,
     weights: Option<Weights>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEmbeddingModel {
+    path: Option<PathBuf>,
+    served_model_name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,6 +230,19 @@ pub struct ModelConfig {
     pub served_model_name: Option<String>,
     /// In-memory weight format.
     pub weights: WeightFormat,
+    /// The embedding model served beside the chat model, if any.
+    pub embedding: Option<EmbeddingModelConfig>,
+}
+
+/// An embedding model to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingModelConfig {
+    /// The model directory.
+    pub path: PathBuf,
+    /// The id clients use; the directory name when `None`.
+    pub served_model_name: Option<String>,
+    /// Whether start-up may skip it when the directory is missing (only the built-in default).
+    pub optional: bool,
 }
 
 /// Inference threads and engine limits.
@@ -235,20 +261,36 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Ok(Self::merge(args, file))
+        Self::merge(args, file)
     }
 
     /// The configuration with nothing set.
     pub fn default_resolved() -> Self {
-        Self::merge(&ServeArgs::default(), FileConfig::default())
+        Self::merge(&ServeArgs::default(), FileConfig::default()).expect("the defaults name one chat model")
     }
 
-    fn merge(args: &ServeArgs, file: FileConfig) -> Self {
+    fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<Self> {
         let server = file.server.unwrap_or_default();
         let model = file.model.unwrap_or_default();
         let engine = file.engine.unwrap_or_default();
         let defaults = EngineConfig::default();
-        Self {
+        let weights = args.weights.or(model.weights).unwrap_or(Weights::AsStored).into();
+        let model = if args.model.is_empty() {
+            let embedding = file.embedding_model.unwrap_or_default();
+            ModelConfig {
+                path: model.path.unwrap_or_else(|| DEFAULT_MODEL.into()),
+                served_model_name: args.served_model_name.first().cloned().or(model.served_model_name),
+                weights,
+                embedding: Some(EmbeddingModelConfig {
+                    optional: embedding.path.is_none(),
+                    path: embedding.path.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.into()),
+                    served_model_name: embedding.served_model_name,
+                }),
+            }
+        } else {
+            models_from_flags(&args.model, &args.served_model_name, weights)?
+        };
+        Ok(Self {
             server: ServerConfig {
                 host: args.host.clone().or(server.host).unwrap_or_else(|| "127.0.0.1".into()),
                 port: args.port.or(server.port).unwrap_or(8080),
@@ -266,11 +308,7 @@ impl Config {
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),
             },
-            model: ModelConfig {
-                path: args.model.clone().or(model.path).unwrap_or_else(|| DEFAULT_MODEL.into()),
-                served_model_name: args.served_model_name.clone().or(model.served_model_name),
-                weights: args.weights.or(model.weights).unwrap_or(Weights::AsStored).into(),
-            },
+            model,
             engine: EngineSettings {
                 threads: args.threads.or(engine.threads).unwrap_or(0),
                 limits: EngineConfig {
@@ -286,8 +324,30 @@ impl Config {
                         .unwrap_or(defaults.max_waiting_prompt_tokens),
                 },
             },
-        }
+        })
     }
+}
+
+/// The models named by `--model` flags: directories are embedding models, files the chat model; names
+/// pair with paths by position.
+fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat) -> anyhow::Result<ModelConfig> {
+    if names.len() > paths.len() {
+        anyhow::bail!("{} --served-model-name values for {} --model paths", names.len(), paths.len());
+    }
+    let named = paths.iter().enumerate().map(|(i, path)| (path.clone(), names.get(i).cloned()));
+    let (directories, files): (Vec<_>, Vec<_>) = named.partition(|(path, _)| path.is_dir());
+    let [(path, served_model_name)]: [(PathBuf, Option<String>); 1] = files.try_into().map_err(|files: Vec<_>| {
+        anyhow::anyhow!("--model must name exactly one GGUF chat model file, got {}", files.len())
+    })?;
+    if directories.len() > 1 {
+        anyhow::bail!("--model may name at most one embedding model directory, got {}", directories.len());
+    }
+    let embedding = directories.into_iter().next().map(|(path, served_model_name)| EmbeddingModelConfig {
+        path,
+        served_model_name,
+        optional: false,
+    });
+    Ok(ModelConfig { path, served_model_name, weights, embedding })
 }
 
 /// `Some` when a repeatable flag was given at least once.
@@ -314,14 +374,35 @@ mod tests {
     fn default_toml_equals_the_code_defaults() {
         let text = include_str!("../../../config/default.toml");
         let file = parse_file(text).unwrap();
-        assert_eq!(Config::merge(&ServeArgs::default(), file), Config::default_resolved());
+        assert_eq!(Config::merge(&ServeArgs::default(), file).unwrap(), Config::default_resolved());
+    }
+
+    #[test]
+    fn model_flags_pair_files_and_directories_with_names() {
+        let dir = std::env::temp_dir();
+        let args = ServeArgs {
+            model: vec!["chat.gguf".into(), dir.clone()],
+            served_model_name: vec!["chat".into(), "embed".into()],
+            ..ServeArgs::default()
+        };
+        let model = Config::merge(&args, FileConfig::default()).unwrap().model;
+        assert_eq!((model.path.to_str(), model.served_model_name.as_deref()), (Some("chat.gguf"), Some("chat")));
+        let embedding = model.embedding.unwrap();
+        assert_eq!(
+            (embedding.path, embedding.served_model_name.as_deref(), embedding.optional),
+            (dir, Some("embed"), false)
+        );
+        let only_chat = ServeArgs { model: vec!["chat.gguf".into()], ..ServeArgs::default() };
+        assert_eq!(Config::merge(&only_chat, FileConfig::default()).unwrap().model.embedding, None);
+        let two_chats = ServeArgs { model: vec!["a.gguf".into(), "b.gguf".into()], ..ServeArgs::default() };
+        assert!(Config::merge(&two_chats, FileConfig::default()).is_err());
     }
 
     #[test]
     fn flags_override_the_file() {
         let file = parse_file("[server]\nport = 9000\nhost = \"0.0.0.0\"\n[engine]\nmax_num_seqs = 4").unwrap();
         let args = ServeArgs { port: Some(9100), ..ServeArgs::default() };
-        let config = Config::merge(&args, file);
+        let config = Config::merge(&args, file).unwrap();
         assert_eq!((config.server.host.as_str(), config.server.port), ("0.0.0.0", 9100));
         assert_eq!(config.engine.limits.max_running, 4);
     }

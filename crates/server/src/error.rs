@@ -118,3 +118,12 @@ impl From<hearth_engine::EngineError> for ApiError {
         }
     }
 }
+
+impl From<hearth_engine::EmbedError> for ApiError {
+    fn from(e: hearth_engine::EmbedError) -> Self {
+        match e {
+            hearth_engine::EmbedError::Submit(e) => e.into(),
+            hearth_engine::EmbedError::Engine(e) => e.into(),
+        }
+    }
+}

@@ -60,9 +60,36 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         tracing::info!("API keys required on every route but /health and /ready");
     }
     let engine = hearth_engine::spawn(model, config.engine.limits)?;
+    let embedding = match &config.model.embedding {
+        Some(embedding) if embedding.optional && !embedding.path.exists() => {
+            tracing::info!(path = %embedding.path.display(), "no embedding model (fetch it with scripts/fetch-models.sh)");
+            None
+        }
+        Some(embedding) => {
+            let started = std::time::Instant::now();
+            let served = model::load_embedder(&embedding.path, embedding.served_model_name.clone())
+                .map_err(|e| anyhow::anyhow!("loading embedding model {}: {e}", embedding.path.display()))?;
+            tracing::info!(
+                model = %served.id,
+                path = %embedding.path.display(),
+                dimensions = served.worker.info().dimensions,
+                seconds = started.elapsed().as_secs_f32(),
+                "embedding model loaded"
+            );
+            Some(Arc::new(served))
+        }
+        None => None,
+    };
+    if embedding.as_ref().is_some_and(|e| e.id == served.id) {
+        anyhow::bail!(
+            "the chat and embedding models are both named `{}`; rename one with --served-model-name",
+            served.id
+        );
+    }
     Ok(AppState {
         engine,
         model: Arc::new(served),
+        embedding,
         keys: Arc::new(keys),
         metrics: Arc::default(),
         lifecycle: Arc::default(),

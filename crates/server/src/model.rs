@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hearth_models::{CausalLm, GgufFile, WeightFormat};
-use hearth_text::{ChatTemplate, GgufVocab, TokenType, Tokenizer};
+use hearth_engine::{EmbedConfig, EmbedHandle};
+use hearth_models::{BertEmbedder, CausalLm, GgufFile, WeightFormat};
+use hearth_text::{ChatTemplate, EmbeddingTokenizer, GgufVocab, TokenType, Tokenizer};
 
 /// Everything the HTTP layer knows about the served model.
 #[derive(Debug)]
@@ -36,6 +37,30 @@ pub fn load(path: &Path, id: Option<String>, format: WeightFormat) -> anyhow::Re
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let context_length = model.info().context_length;
     Ok((ServedModel { id, created, context_length, tokenizer, template }, model))
+}
+
+/// The embedding model as the HTTP layer sees it: identity, tokenizer, and its worker.
+#[derive(Debug)]
+pub struct ServedEmbedder {
+    /// The id clients pass as `model`.
+    pub id: String,
+    /// Unix seconds when it was loaded.
+    pub created: u64,
+    /// Text -> tokens, special tokens included.
+    pub tokenizer: EmbeddingTokenizer,
+    /// The embedding worker.
+    pub worker: EmbedHandle,
+}
+
+/// Loads an embedding model directory (`config.json`, `tokenizer.json`, `model.safetensors`) and starts
+/// its worker thread.
+pub fn load_embedder(dir: &Path, id: Option<String>) -> anyhow::Result<ServedEmbedder> {
+    let tokenizer = EmbeddingTokenizer::from_file(&dir.join("tokenizer.json"))?;
+    let model = BertEmbedder::load(dir)?;
+    let worker = hearth_engine::spawn_embedder(Box::new(model), EmbedConfig::default())?;
+    let id = id.unwrap_or_else(|| default_id(dir));
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    Ok(ServedEmbedder { id, created, tokenizer, worker })
 }
 
 /// The file name without its `.gguf` extension.

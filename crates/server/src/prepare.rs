@@ -8,7 +8,7 @@ use hearth_protocol::{
 use hearth_text::PromptMessage;
 
 use crate::error::ApiError;
-use crate::model::ServedModel;
+use crate::model::{ServedEmbedder, ServedModel};
 
 /// OpenAI's limit on stop strings.
 const MAX_STOP: usize = 4;
@@ -157,6 +157,58 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel) -> Result<Vec<(Vec<u
             (true, None) => Err(ApiError::invalid("prompt", "a prompt must contain at least one token")),
         })
         .collect()
+}
+
+/// OpenAI's limit on inputs in one embedding request.
+const MAX_EMBEDDING_INPUTS: usize = 2048;
+
+/// Each input of an embedding request as token ids, every one non-empty and within the model's limit.
+pub fn embedding_inputs(input: &Prompt, model: &ServedEmbedder) -> Result<Vec<Vec<u32>>, ApiError> {
+    let limit = model.worker.info().max_tokens;
+    let vocab = model.tokenizer.vocab_size();
+    let encode = |text: &String| {
+        if text.is_empty() {
+            return Err(ApiError::invalid("input", "`input` must not contain empty strings"));
+        }
+        model.tokenizer.encode(text).map_err(|e| ApiError::Internal(e.to_string()))
+    };
+    let ids = |ids: &Vec<i64>| {
+        ids.iter()
+            .map(|&id| {
+                u32::try_from(id).ok().filter(|&id| (id as usize) < vocab).ok_or_else(|| {
+                    ApiError::invalid("input", format!("token id {id} is outside the vocabulary (0..{vocab})"))
+                })
+            })
+            .collect::<Result<Vec<u32>, _>>()
+    };
+    let inputs: Vec<Vec<u32>> = match input {
+        Prompt::Text(text) => vec![encode(text)?],
+        Prompt::Texts(texts) => texts.iter().map(encode).collect::<Result<_, _>>()?,
+        Prompt::Tokens(tokens) => vec![ids(tokens)?],
+        Prompt::TokenLists(lists) => lists.iter().map(ids).collect::<Result<_, _>>()?,
+    };
+    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid(
+            "input",
+            format!("`input` must hold 1 to {MAX_EMBEDDING_INPUTS} inputs, got {}", inputs.len()),
+        ));
+    }
+    for (i, tokens) in inputs.iter().enumerate() {
+        if tokens.is_empty() {
+            return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
+        }
+        if tokens.len() > limit {
+            return Err(ApiError::Invalid {
+                message: format!(
+                    "This model's maximum context length is {limit} tokens, however input {i} has {} tokens. Please reduce the length of the input.",
+                    tokens.len()
+                ),
+                param: Some("input".into()),
+                code: Some("context_length_exceeded"),
+            });
+        }
+    }
+    Ok(inputs)
 }
 
 /// The token ids of a `/tokenize` request's prompt or conversation.

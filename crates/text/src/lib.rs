@@ -8,14 +8,17 @@
 //! - [`template`] — [`ChatTemplate`], the model's Jinja chat template rendered with minijinja.
 //! - [`decode`] — [`IncrementalDecoder`], token ids to UTF-8-safe text deltas.
 //! - [`stop`] — [`StopMatcher`], holds back text that may become a stop string.
+//! - [`embedding`] — [`EmbeddingTokenizer`], an encoder model's `tokenizer.json`.
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod embedding;
 pub mod stop;
 pub mod template;
 pub mod tokenizer;
 
 pub use decode::IncrementalDecoder;
+pub use embedding::EmbeddingTokenizer;
 pub use stop::{StopMatcher, StopOutcome};
 pub use template::{ChatTemplate, PromptMessage, RenderedPrompt, TemplateError};
 pub use tokenizer::{GgufVocab, TokenType, Tokenizer, TokenizerError};

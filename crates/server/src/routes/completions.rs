@@ -37,6 +37,7 @@ pub async fn create(
     if state.config.log_content {
         tracing::info!(prompt = ?req.prompt, "completion request");
     }
+    state.reject_embedding_model(&req.model)?;
     let model = state.model.clone();
     let max_tokens_limit = state.config.max_tokens_limit;
     let prepared = prepare_blocking(move || prepare::completion(&req, &model, max_tokens_limit)).await?;

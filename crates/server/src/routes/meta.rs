@@ -9,28 +9,31 @@ use hearth_protocol::{Model, ModelList};
 use crate::app::AppState;
 use crate::error::ApiError;
 
-fn model_entry(state: &AppState) -> Model {
-    Model {
-        id: state.model.id.clone(),
+/// Every served model: the chat model first, then the embedding model.
+fn entries(state: &AppState) -> Vec<Model> {
+    let entry = |id: &str, created, max_model_len: usize| Model {
+        id: id.to_string(),
         object: "model".into(),
-        created: state.model.created,
+        created,
         owned_by: "hearth".into(),
-        max_model_len: state.model.context_length as u32,
+        max_model_len: max_model_len as u32,
+    };
+    let chat = &state.model;
+    let mut models = vec![entry(&chat.id, chat.created, chat.context_length)];
+    if let Some(e) = &state.embedding {
+        models.push(entry(&e.id, e.created, e.worker.info().max_tokens));
     }
+    models
 }
 
 /// Lists the served models.
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list".into(), data: vec![model_entry(&state)] })
+    Json(ModelList { object: "list".into(), data: entries(&state) })
 }
 
 /// One served model, or 404.
 pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
-    if id == state.model.id {
-        Ok(Json(model_entry(&state)))
-    } else {
-        Err(ApiError::ModelNotFound(id))
-    }
+    entries(&state).into_iter().find(|m| m.id == id).map(Json).ok_or(ApiError::ModelNotFound(id))
 }
 
 /// Readiness: 200 while new requests are welcome; 503 while draining for shutdown or once the engine

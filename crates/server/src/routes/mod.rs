@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod completions;
+pub mod embeddings;
 pub mod generation;
 pub mod meta;
 pub mod tokenize;
