@@ -114,6 +114,14 @@ async fn validation_errors_name_the_field() {
             Some("messages[0].content"),
         ),
         (json!({"model": MODEL, "messages": user("a"), "n": 17}), Some("n")),
+        (
+            json!({"model": MODEL, "messages": user("a"), "response_format": {"type": "json_object"}}),
+            Some("response_format"),
+        ),
+        (
+            json!({"model": MODEL, "messages": user("a"), "tools": [{"type": "function", "function": {"name": "f"}}]}),
+            Some("tools"),
+        ),
         (json!({"model": MODEL}), Some("messages")),
         (json!({"model": MODEL, "messages": user("a"), "temperature": "hot"}), None),
     ];
@@ -122,7 +130,9 @@ async fn validation_errors_name_the_field() {
         assert_error(status, &body, StatusCode::BAD_REQUEST, param);
     }
     let (status, body, _) =
-        chat(json!({"model": MODEL, "messages": user("a"), "top_p": 1.0, "temperature": 2, "max_tokens": 1})).await;
+        chat(json!({"model": MODEL, "messages": user("a"), "top_p": 1.0, "temperature": 2, "max_tokens": 1,
+                    "response_format": {"type": "text"}, "tools": []}))
+        .await;
     assert_eq!(status, StatusCode::OK, "the edges of OpenAI's ranges are valid: {body}");
 }
 

@@ -35,6 +35,23 @@ pub struct ChatCompletionRequest {
     /// Options that only apply when `stream` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
+    /// Output format; only `text` is served so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat>,
+    /// Functions the model may call; not served so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// Deprecated form of `tools`; not served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub functions: Option<Vec<serde_json::Value>>,
+}
+
+/// `response_format`: its `type` (`text`, `json_object` or `json_schema`); other fields are kept aside.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ResponseFormat {
+    /// The format's type.
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// `stop`: one string or a list of strings.

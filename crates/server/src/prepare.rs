@@ -62,6 +62,17 @@ pub fn chat(
     if req.model != model.id {
         return Err(ApiError::ModelNotFound(req.model.clone()));
     }
+    if let Some(format) = req.response_format.as_ref().filter(|f| f.kind != "text") {
+        return Err(ApiError::invalid(
+            "response_format",
+            format!("`response_format` of type `{}` is not supported yet; only `text` is", format.kind),
+        ));
+    }
+    for (param, list) in [("tools", &req.tools), ("functions", &req.functions)] {
+        if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(ApiError::invalid(param, format!("`{param}` (function calling) is not supported yet")));
+        }
+    }
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (true, top) => Some(int_range("top_logprobs", top, 0, MAX_TOP_LOGPROBS)?.unwrap_or(0)),
         (false, Some(_)) => {
