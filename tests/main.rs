@@ -1,12 +1,14 @@
 //! Hearth's end-to-end tests, one binary (ripgrep style).
 //!
 //! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
+//! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
 //! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
-//!   Python SDK (`tests/sdk/test_chat.py`).
+//!   Python SDK (`tests/sdk/*.py`).
 
 mod http;
+mod kv;
 mod operations;
 mod reference;
 mod sdk;

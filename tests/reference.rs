@@ -71,11 +71,10 @@ fn first_token_log_probabilities_match_llama_cpp() {
         let (served, model) = load(weights);
         for case in &cases {
             let prompt = served.tokenizer.encode_with_control(case["prompt"].as_str().unwrap()).unwrap();
-            let mut cache = model.new_cache(prompt.len());
-            let logits = model
-                .forward(&mut [SeqStep { tokens: &prompt, cache: &mut cache, want_logits: true }])
-                .unwrap()
-                .remove(0);
+            let blocks: Vec<u32> = (0..prompt.len().div_ceil(16) as u32).collect();
+            let mut pool = model.new_pool(16, blocks.len());
+            let step = SeqStep { tokens: &prompt, start: 0, blocks: &blocks, want_logits: true };
+            let logits = model.forward(&mut pool, &[step]).unwrap().remove(0);
             let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let log_sum = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
             for top in case["first_token_top5"].as_array().unwrap() {

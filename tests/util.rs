@@ -71,7 +71,7 @@ pub fn config(path: PathBuf, weights: WeightFormat) -> Config {
 }
 
 /// The tiny random-weight model's file (written once per test binary).
-fn tiny_model() -> PathBuf {
+pub fn tiny_model() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("hearth-e2e-{}", std::process::id()));

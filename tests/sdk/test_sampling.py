@@ -179,6 +179,19 @@ class SamplingTests(unittest.TestCase):
                 self.assertEqual(cm.exception.body["type"], "invalid_request_error")
 
 
+class PrefixCacheTests(unittest.TestCase):
+    def test_shared_system_prompt_is_served_from_the_cache(self):
+        system = "You are the support assistant of ACME Corporation. Answer politely and briefly. " * 8
+        def ask(question):
+            return chat(max_tokens=4, temperature=0, messages=[{"role": "system", "content": system},
+                                                               {"role": "user", "content": question}])
+        ask("Where is my order?")
+        second = ask("Can I return a product?")
+        cached = second.usage.prompt_tokens_details.cached_tokens
+        self.assertGreater(cached, 100, "the shared system prompt's blocks are reused")
+        self.assertLess(cached, second.usage.prompt_tokens)
+
+
 class CompletionTests(unittest.TestCase):
     maxDiff = None
 

@@ -4,6 +4,11 @@
 /// one `Failed`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The request was admitted to the batch; sent once, before any token.
+    Admitted {
+        /// Prompt tokens the prefix cache supplied.
+        cached_tokens: u32,
+    },
     /// A generated token (end-of-sequence tokens are not sent; they only finish the choice).
     Token {
         /// Which of the request's `n` choices it extends.
@@ -44,6 +49,8 @@ pub struct Usage {
     pub prompt_tokens: u32,
     /// Sampled tokens, the end-of-sequence token included.
     pub completion_tokens: u32,
+    /// Prompt tokens whose keys and values came from the prefix cache.
+    pub cached_tokens: u32,
 }
 
 /// Why the engine could not finish a request.

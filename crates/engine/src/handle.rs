@@ -20,11 +20,25 @@ pub struct EngineConfig {
     pub max_batch_tokens: usize,
     /// Most prompt tokens in requests not yet running; beyond it `submit` answers `Overloaded`.
     pub max_waiting_prompt_tokens: usize,
+    /// Bytes of the KV pool, allocated once at start.
+    pub kv_cache_bytes: usize,
+    /// Positions per KV block.
+    pub block_size: usize,
+    /// Keep full blocks for reuse by later requests with the same prefix.
+    pub prefix_caching: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { max_running: 16, max_waiting: 64, max_batch_tokens: 256, max_waiting_prompt_tokens: 65_536 }
+        Self {
+            max_running: 16,
+            max_waiting: 64,
+            max_batch_tokens: 256,
+            max_waiting_prompt_tokens: 65_536,
+            kv_cache_bytes: 1 << 30,
+            block_size: 16,
+            prefix_caching: true,
+        }
     }
 }
 
@@ -37,6 +51,9 @@ pub enum SubmitError {
     /// The engine thread has stopped.
     #[error("the inference engine has stopped")]
     Stopped,
+    /// Prompt + `max_tokens` can never fit the KV pool, even alone.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A snapshot of the engine's load.
@@ -52,8 +69,18 @@ pub struct EngineStats {
     pub steps: u64,
     /// Tokens (prompt chunks and decodes) processed by forward steps since start.
     pub batch_tokens: u64,
-    /// Bytes held by the running sequences' KV caches.
+    /// Bytes of KV blocks in use.
     pub kv_cache_bytes: u64,
+    /// KV blocks in use.
+    pub kv_blocks_used: u64,
+    /// KV blocks in the pool.
+    pub kv_blocks_total: u64,
+    /// Sequences preempted (their blocks freed, recomputed later) since start.
+    pub preemptions: u64,
+    /// Prompt tokens of admitted requests since start.
+    pub prompt_tokens_queried: u64,
+    /// Of those, tokens the prefix cache supplied.
+    pub prompt_tokens_cached: u64,
 }
 
 /// Counters the worker publishes and handles read.
@@ -67,6 +94,10 @@ pub(crate) struct SharedStats {
     pub(crate) steps: AtomicU64,
     pub(crate) batch_tokens: AtomicU64,
     pub(crate) kv_cache_bytes: AtomicU64,
+    pub(crate) kv_blocks_used: AtomicU64,
+    pub(crate) preemptions: AtomicU64,
+    pub(crate) prompt_tokens_queried: AtomicU64,
+    pub(crate) prompt_tokens_cached: AtomicU64,
     pub(crate) alive: AtomicBool,
 }
 
@@ -95,6 +126,8 @@ pub struct EngineHandle {
     inbox: mpsc::UnboundedSender<Submission>,
     slots: Arc<Semaphore>,
     config: EngineConfig,
+    /// Blocks in the KV pool.
+    kv_blocks: usize,
     stats: Arc<SharedStats>,
 }
 
@@ -109,6 +142,13 @@ impl EngineHandle {
     pub fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
         if !self.is_alive() {
             return Err(SubmitError::Stopped);
+        }
+        let needed = request.prompt.len() + request.max_tokens;
+        if needed > self.kv_capacity_tokens() {
+            return Err(SubmitError::TooLarge(format!(
+                "the prompt plus max_tokens ({needed} tokens) can never fit the KV cache of {} tokens",
+                self.kv_capacity_tokens()
+            )));
         }
         let slot = self.slots.clone().try_acquire_owned().map_err(|_| {
             let in_flight = self.config.max_running + self.config.max_waiting;
@@ -141,7 +181,17 @@ impl EngineHandle {
             steps: self.stats.steps.load(Ordering::Relaxed),
             batch_tokens: self.stats.batch_tokens.load(Ordering::Relaxed),
             kv_cache_bytes: self.stats.kv_cache_bytes.load(Ordering::Relaxed),
+            kv_blocks_used: self.stats.kv_blocks_used.load(Ordering::Relaxed),
+            kv_blocks_total: self.kv_blocks as u64,
+            preemptions: self.stats.preemptions.load(Ordering::Relaxed),
+            prompt_tokens_queried: self.stats.prompt_tokens_queried.load(Ordering::Relaxed),
+            prompt_tokens_cached: self.stats.prompt_tokens_cached.load(Ordering::Relaxed),
         }
+    }
+
+    /// Tokens the KV pool holds: the longest prompt + generation one sequence can reach.
+    pub fn kv_capacity_tokens(&self) -> usize {
+        self.kv_blocks * self.config.block_size
     }
 
     /// Whether the worker thread is still serving.
@@ -175,13 +225,25 @@ impl EventStream {
 }
 
 /// Starts the worker thread (named `engine`) that owns `model` from now on.
+/// Allocates the KV pool (`kv_cache_bytes` rounded down to whole blocks, at least one).
 pub fn spawn(model: Box<dyn CausalLm>, config: EngineConfig) -> std::io::Result<EngineHandle> {
-    let config = EngineConfig { max_batch_tokens: config.max_batch_tokens.max(config.max_running), ..config };
+    let block_size = config.block_size.max(1);
+    let config =
+        EngineConfig { max_batch_tokens: config.max_batch_tokens.max(config.max_running), block_size, ..config };
+    let block_bytes = block_size * model.kv_bytes_per_token().max(1);
+    let kv_blocks = (config.kv_cache_bytes / block_bytes).max(1);
+    let pool = model.new_pool(block_size, kv_blocks);
+    tracing::info!(
+        mib = (kv_blocks * block_bytes) >> 20,
+        prefix_caching = config.prefix_caching,
+        "KV cache: {kv_blocks} blocks = {} tokens",
+        kv_blocks * block_size
+    );
     let (inbox, receiver) = mpsc::unbounded_channel();
     let stats = Arc::new(SharedStats::default());
     stats.alive.store(true, Ordering::Relaxed);
-    let worker = Worker::new(model, config, receiver, stats.clone());
+    let worker = Worker::new(model, pool, config, receiver, stats.clone());
     std::thread::Builder::new().name("engine".into()).spawn(move || worker.run())?;
     let capacity = config.max_running + config.max_waiting;
-    Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), config, stats })
+    Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), config, kv_blocks, stats })
 }

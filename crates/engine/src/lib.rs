@@ -8,13 +8,15 @@
 //! - [`request`] — [`GenerateRequest`] and [`SamplingParams`], the validated input.
 //! - [`event`] — [`Event`], the closed set of things a request hears back.
 //! - [`handle`] — [`EngineHandle::submit`], bounded admission, and [`EventStream`].
-//! - [`scheduler`] — the pure policy that picks each step's tokens under a budget.
+//! - [`scheduler`] — the pure policy that picks each step's tokens, preemptions and admissions.
+//! - [`blocks`] — [`blocks::BlockManager`]: KV block allocation, reference counts, the prefix cache.
 //! - [`sampling`] — [`Sampler`], logits to a token, seeded.
 //! - `worker`: the loop on the `engine` thread.
 //! - [`embed`] — [`spawn_embedder`] and [`EmbedHandle`]: the embedding model's own worker thread, batching
 //!   queued embedding requests.
 #![warn(missing_docs)]
 
+pub mod blocks;
 pub mod embed;
 pub mod event;
 pub mod handle;

@@ -1,18 +1,19 @@
-//! The loop on the `engine` thread: admit, plan, forward, sample, send, evict.
+//! The loop on the `engine` thread: take in requests, plan, preempt, admit, forward, sample, send, free.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use hearth_models::{CausalLm, KvCache, SeqStep};
+use hearth_models::{CausalLm, KvPool, SeqStep};
 use tokio::sync::mpsc;
 
+use crate::blocks::{block_keys, chain, BlockKey, BlockManager};
 use crate::handle::{SharedStats, Submission};
-use crate::scheduler::{self, SeqLoad};
+use crate::scheduler::{self, SeqLoad, StepLimits, WaitingLoad};
 use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, Usage};
 
-/// One running choice of a request.
+/// One choice of a request, waiting or running.
 struct Sequence {
     /// Shared by the request's `n` choices.
     submission: Arc<Submission>,
@@ -20,15 +21,37 @@ struct Sequence {
     /// Prompt followed by generated tokens.
     tokens: Vec<u32>,
     prompt_len: usize,
-    cache: KvCache,
+    /// Its block table: position `p` lives in `blocks[p / block_size]`.
+    blocks: Vec<u32>,
+    /// Positions whose keys and values are in the pool.
+    computed: usize,
+    /// Keys of its leading full blocks, as far as they have been computed (for the prefix cache).
+    keys: Vec<BlockKey>,
+    /// Prompt tokens the prefix cache supplied at first admission.
+    cached_prompt: usize,
     sampler: Sampler,
     /// Whether the other choices still have to be forked off this one once its prompt is prefilled.
     forks_pending: bool,
+    /// Whether it has never run (its prompt still counts as waiting tokens).
+    fresh: bool,
 }
 
 impl Sequence {
-    fn load(&self) -> SeqLoad {
-        SeqLoad { pending: self.tokens.len() - self.cache.len(), decoding: self.cache.len() >= self.prompt_len }
+    fn new(submission: Arc<Submission>, choice: usize, forks_pending: bool) -> Self {
+        let request = &submission.request;
+        Sequence {
+            tokens: request.prompt.clone(),
+            prompt_len: request.prompt.len(),
+            sampler: Sampler::new(request.sampling.clone(), &request.prompt, choice),
+            blocks: Vec::new(),
+            computed: 0,
+            keys: Vec::new(),
+            cached_prompt: 0,
+            forks_pending,
+            fresh: choice == 0,
+            choice,
+            submission,
+        }
     }
 
     fn generated(&self) -> usize {
@@ -36,24 +59,10 @@ impl Sequence {
     }
 
     fn usage(&self) -> Usage {
-        Usage { prompt_tokens: self.prompt_len as u32, completion_tokens: self.generated() as u32 }
-    }
-
-    fn capacity(&self) -> usize {
-        self.prompt_len + self.submission.request.max_tokens
-    }
-
-    /// Choice `choice` of the same request, sharing this sequence's prefilled prompt.
-    fn fork(&self, choice: usize) -> Sequence {
-        let request = &self.submission.request;
-        Sequence {
-            submission: self.submission.clone(),
-            choice,
-            tokens: self.tokens[..self.prompt_len].to_vec(),
-            prompt_len: self.prompt_len,
-            cache: self.cache.fork(self.capacity()),
-            sampler: Sampler::new(request.sampling.clone(), &request.prompt, choice),
-            forks_pending: false,
+        Usage {
+            prompt_tokens: self.prompt_len as u32,
+            completion_tokens: self.generated() as u32,
+            cached_tokens: self.cached_prompt as u32,
         }
     }
 
@@ -86,12 +95,16 @@ impl Sequence {
     }
 }
 
-/// Owns the model and all sequence state; plain fields, no locks: only this thread touches them.
+/// Owns the model, the KV pool and all sequence state; plain fields, no locks: only this thread touches them.
 pub(crate) struct Worker {
     model: Box<dyn CausalLm>,
+    pool: KvPool,
+    blocks: BlockManager,
     config: EngineConfig,
     inbox: mpsc::UnboundedReceiver<Submission>,
-    waiting: VecDeque<Submission>,
+    /// Requests not running, in arrival order; preempted sequences go back to the front.
+    waiting: VecDeque<Sequence>,
+    /// Running sequences, oldest admission first.
     running: Vec<Sequence>,
     stats: Arc<SharedStats>,
 }
@@ -99,11 +112,13 @@ pub(crate) struct Worker {
 impl Worker {
     pub(crate) fn new(
         model: Box<dyn CausalLm>,
+        pool: KvPool,
         config: EngineConfig,
         inbox: mpsc::UnboundedReceiver<Submission>,
         stats: Arc<SharedStats>,
     ) -> Self {
-        Self { model, config, inbox, waiting: VecDeque::new(), running: Vec::new(), stats }
+        let blocks = BlockManager::new(pool.num_blocks(), pool.block_size(), config.prefix_caching);
+        Self { model, pool, blocks, config, inbox, waiting: VecDeque::new(), running: Vec::new(), stats }
     }
 
     pub(crate) fn run(mut self) {
@@ -119,81 +134,166 @@ impl Worker {
         loop {
             if self.running.is_empty() && self.waiting.is_empty() {
                 match self.inbox.blocking_recv() {
-                    Some(submission) => self.waiting.push_back(submission),
+                    Some(submission) => self.arrive(submission),
                     None => break,
                 }
             }
             while let Ok(submission) = self.inbox.try_recv() {
-                self.waiting.push_back(submission);
+                self.arrive(submission);
             }
             self.evict_cancelled();
-            self.admit();
-            self.publish_stats();
             self.step();
             self.publish_stats();
         }
     }
 
-    /// Drops sequences whose client went away, freeing their caches now.
-    fn evict_cancelled(&mut self) {
-        self.running.retain(|s| !s.submission.is_cancelled(s.choice));
-        let stats = &self.stats;
-        self.waiting.retain(|s| {
-            let open = !s.events.is_closed();
-            if !open {
-                stats.waiting_prompt_tokens.fetch_sub(s.request.prompt.len(), Ordering::Relaxed);
-            }
-            open
-        });
+    fn arrive(&mut self, submission: Submission) {
+        let forks = submission.request.n > 1;
+        self.waiting.push_back(Sequence::new(Arc::new(submission), 0, forks));
     }
 
-    /// Moves waiting requests into the batch, in arrival order, while their choices fit `max_running`.
-    fn admit(&mut self) {
-        while let Some(next) = self.waiting.front() {
-            let n = next.request.n.max(1);
-            if !self.running.is_empty() && self.running.len() + n > self.config.max_running {
-                break;
+    /// Drops sequences whose client went away or whose choice was cancelled, freeing their blocks now.
+    fn evict_cancelled(&mut self) {
+        let (blocks, stats) = (&mut self.blocks, &self.stats);
+        let mut keep = |s: &Sequence| {
+            let cancelled = s.submission.is_cancelled(s.choice);
+            if cancelled {
+                blocks.release(&s.blocks);
+                if s.fresh {
+                    stats.waiting_prompt_tokens.fetch_sub(s.prompt_len, Ordering::Relaxed);
+                }
             }
-            let Some(submission) = self.waiting.pop_front() else { break };
-            let request = &submission.request;
-            self.stats.waiting_prompt_tokens.fetch_sub(request.prompt.len(), Ordering::Relaxed);
-            let cache = self.model.new_cache(request.prompt.len() + request.max_tokens);
-            let sampler = Sampler::new(request.sampling.clone(), &request.prompt, 0);
-            let tokens = request.prompt.clone();
-            let prompt_len = tokens.len();
-            let submission = Arc::new(submission);
-            self.running.push(Sequence {
-                submission,
-                choice: 0,
-                tokens,
-                prompt_len,
-                cache,
-                sampler,
-                forks_pending: n > 1,
-            });
-        }
+            !cancelled
+        };
+        self.running.retain(&mut keep);
+        self.waiting.retain(&mut keep);
     }
 
     fn publish_stats(&self) {
-        let kv_bytes: usize = self.running.iter().map(|s| s.cache.bytes()).sum();
-        self.stats.kv_cache_bytes.store(kv_bytes as u64, Ordering::Relaxed);
+        let used = self.blocks.in_use() as u64;
+        self.stats.kv_blocks_used.store(used, Ordering::Relaxed);
+        self.stats.kv_cache_bytes.store(used * self.pool.block_bytes() as u64, Ordering::Relaxed);
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
         self.stats.waiting.store(self.waiting.len() + self.inbox.len(), Ordering::Relaxed);
     }
 
-    /// One forward step over every scheduled sequence, then one sampled token for each that needs one.
+    /// What the scheduler sees of a running sequence.
+    fn load(&self, seq: &Sequence) -> SeqLoad {
+        let block_size = self.blocks.block_size();
+        SeqLoad {
+            pending: seq.tokens.len() - seq.computed,
+            decoding: seq.computed >= seq.tokens.len().saturating_sub(1) && seq.computed >= seq.prompt_len,
+            needs_block: seq.computed + 1 > seq.blocks.len() * block_size,
+            freeable: seq.blocks.iter().filter(|&&b| self.blocks.refs(b) == 1).count(),
+        }
+    }
+
+    /// What the scheduler sees of a waiting sequence: its prompt minus the cached prefix. At least one
+    /// token is always computed, since that step yields the logits of the next one.
+    fn waiting_load(&mut self, index: usize) -> WaitingLoad {
+        let block_size = self.blocks.block_size();
+        let seq = &mut self.waiting[index];
+        let reusable = (seq.tokens.len() - 1) / block_size;
+        if seq.keys.len() < reusable {
+            seq.keys = block_keys(&seq.tokens[..reusable * block_size], block_size);
+        }
+        let hit = self.blocks.lookup(&seq.keys[..reusable], &seq.tokens);
+        let total = seq.tokens.len().div_ceil(block_size);
+        WaitingLoad {
+            tokens: seq.tokens.len() - hit.blocks.len() * block_size,
+            blocks: total - hit.blocks.len() + hit.idle,
+            seqs: if seq.forks_pending { seq.submission.request.n } else { 1 },
+        }
+    }
+
+    /// One step: plan, preempt, admit, run one forward over every scheduled sequence, sample.
     fn step(&mut self) {
-        let loads: Vec<SeqLoad> = self.running.iter().map(Sequence::load).collect();
-        let take = scheduler::plan(&loads, self.config.max_batch_tokens);
+        let loads: Vec<SeqLoad> = self.running.iter().map(|s| self.load(s)).collect();
+        // Admission never looks past the first request that cannot start, so a few loads suffice.
+        let lookahead = self.waiting.len().min(self.config.max_running);
+        let waiting: Vec<WaitingLoad> = (0..lookahead).map(|i| self.waiting_load(i)).collect();
+        let limits = StepLimits {
+            budget: self.config.max_batch_tokens,
+            max_running: self.config.max_running,
+            available_blocks: self.blocks.available(),
+        };
+        let plan = scheduler::plan(&loads, &waiting, limits);
+
+        let mut take = plan.take;
+        let mut preempt = plan.preempt;
+        preempt.sort_unstable();
+        for &i in preempt.iter().rev() {
+            take.remove(i);
+            let mut seq = self.running.remove(i);
+            self.blocks.release(&seq.blocks);
+            seq.blocks.clear();
+            seq.computed = 0;
+            self.waiting.push_front(seq);
+            self.stats.preemptions.fetch_add(1, Ordering::Relaxed);
+        }
+        let block_size = self.blocks.block_size();
+        for (seq, &n) in self.running.iter_mut().zip(&take) {
+            if n > 0 && seq.computed + n > seq.blocks.len() * block_size {
+                seq.blocks.push(self.blocks.allocate().expect("the plan counted this block"));
+            }
+        }
+        for &n in &plan.admit {
+            if !self.admit_next() {
+                break;
+            }
+            take.push(n);
+        }
+        self.forward(&take);
+    }
+
+    /// Starts the first waiting sequence: reuses its cached prefix and allocates blocks for the rest of its
+    /// tokens. Leaves it waiting, holding nothing, and returns false if the blocks are not there after all (a
+    /// decode's allocation this step evicted part of the prefix it planned to reuse).
+    fn admit_next(&mut self) -> bool {
+        let Some(mut seq) = self.waiting.pop_front() else { return false };
+        let block_size = self.blocks.block_size();
+        let reusable = (seq.tokens.len() - 1) / block_size;
+        let hit = self.blocks.lookup(&seq.keys[..reusable.min(seq.keys.len())], &seq.tokens);
+        self.blocks.acquire(&hit.blocks);
+        seq.computed = hit.blocks.len() * block_size;
+        seq.blocks = hit.blocks;
+        while seq.blocks.len() * block_size < seq.tokens.len() {
+            match self.blocks.allocate() {
+                Some(block) => seq.blocks.push(block),
+                None => {
+                    self.blocks.release(&seq.blocks);
+                    seq.blocks.clear();
+                    seq.computed = 0;
+                    self.waiting.push_front(seq);
+                    return false;
+                }
+            }
+        }
+        seq.keys.truncate(seq.computed / block_size);
+        if seq.fresh {
+            seq.fresh = false;
+            seq.cached_prompt = seq.computed;
+            let _ = seq.submission.events.send(Event::Admitted { cached_tokens: seq.computed as u32 });
+            self.stats.waiting_prompt_tokens.fetch_sub(seq.prompt_len, Ordering::Relaxed);
+            self.stats.prompt_tokens_cached.fetch_add(seq.computed as u64, Ordering::Relaxed);
+            self.stats.prompt_tokens_queried.fetch_add(seq.prompt_len as u64, Ordering::Relaxed);
+        }
+        self.running.push(seq);
+        true
+    }
+
+    /// Runs one forward step over the running sequences with `take[i]` tokens each, then samples a token
+    /// for each that reached the end of its known tokens.
+    fn forward(&mut self, take: &[usize]) {
         let mut batch: Vec<SeqStep<'_>> = Vec::new();
         let mut scheduled = Vec::new();
-        for (i, (seq, &n)) in self.running.iter_mut().zip(&take).enumerate() {
+        for (i, (seq, &n)) in self.running.iter().zip(take).enumerate() {
             if n == 0 {
                 continue;
             }
-            let start = seq.cache.len();
+            let start = seq.computed;
             let want_logits = start + n == seq.tokens.len();
-            batch.push(SeqStep { tokens: &seq.tokens[start..start + n], cache: &mut seq.cache, want_logits });
+            batch.push(SeqStep { tokens: &seq.tokens[start..start + n], start, blocks: &seq.blocks, want_logits });
             scheduled.push(i);
         }
         if batch.is_empty() {
@@ -201,8 +301,8 @@ impl Worker {
         }
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
         self.stats.batch_tokens.fetch_add(take.iter().sum::<usize>() as u64, Ordering::Relaxed);
-        let model = &self.model;
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(&mut batch)));
+        let (model, pool) = (&self.model, &mut self.pool);
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(pool, &batch)));
         drop(batch);
         let logits = match outcome {
             Ok(Ok(logits)) => logits,
@@ -212,18 +312,13 @@ impl Worker {
 
         let mut finished = Vec::new();
         for (&i, row) in scheduled.iter().zip(&logits) {
+            self.running[i].computed += take[i];
+            self.register_full_blocks(i);
             if row.is_empty() {
                 continue;
             }
             if std::mem::take(&mut self.running[i].forks_pending) {
-                // The prompt is prefilled: every other choice starts from a copy of its cache and
-                // samples its first token from the same logits.
-                for choice in 1..self.running[i].submission.request.n {
-                    let mut fork = self.running[i].fork(choice);
-                    if !fork.advance(row, &self.stats) {
-                        self.running.push(fork);
-                    }
-                }
+                self.fork(i, row);
             }
             if self.running[i].advance(row, &self.stats) {
                 finished.push(i);
@@ -232,7 +327,54 @@ impl Worker {
         self.remove(finished);
     }
 
-    /// Fails the given sequences: their caches may be half-written.
+    /// Offers the sequence's newly completed blocks to the prefix cache.
+    fn register_full_blocks(&mut self, i: usize) {
+        let block_size = self.blocks.block_size();
+        let seq = &mut self.running[i];
+        while seq.keys.len() < seq.computed / block_size {
+            let b = seq.keys.len();
+            let tokens = &seq.tokens[b * block_size..(b + 1) * block_size];
+            let key = chain(seq.keys.last().copied().unwrap_or(0), tokens);
+            self.blocks.register(seq.blocks[b], key, tokens);
+            seq.keys.push(key);
+        }
+    }
+
+    /// Starts choices `1..n` of the request whose prompt sequence `i` just prefilled: each shares its full
+    /// blocks, gets a copy of its partial last block, and samples its first token from the same `logits`.
+    /// A choice that finds no block for the copy waits and recomputes its prompt instead.
+    fn fork(&mut self, i: usize, logits: &[f32]) {
+        let block_size = self.blocks.block_size();
+        let n = self.running[i].submission.request.n;
+        for choice in 1..n {
+            let leader = &self.running[i];
+            let mut seq = Sequence::new(leader.submission.clone(), choice, false);
+            let full = leader.computed / block_size;
+            let partial = leader.computed % block_size;
+            let copy = if partial > 0 { self.blocks.allocate() } else { None };
+            if partial > 0 && copy.is_none() {
+                self.waiting.push_front(seq);
+                continue;
+            }
+            let leader = &self.running[i];
+            seq.blocks = leader.blocks[..full].to_vec();
+            seq.keys = leader.keys[..full.min(leader.keys.len())].to_vec();
+            self.blocks.acquire(&seq.blocks);
+            if let Some(block) = copy {
+                self.pool.copy_block(leader.blocks[full], block, partial);
+                seq.blocks.push(block);
+            }
+            seq.computed = leader.computed;
+            seq.cached_prompt = leader.cached_prompt;
+            if !seq.advance(logits, &self.stats) {
+                self.running.push(seq);
+            } else {
+                self.blocks.release(&seq.blocks);
+            }
+        }
+    }
+
+    /// Fails the given sequences: their blocks may be half-written.
     fn fail(&mut self, indices: &[usize], error: EngineError) {
         tracing::error!(%error, sequences = indices.len(), "forward step failed");
         for &i in indices {
@@ -244,7 +386,8 @@ impl Worker {
     fn remove(&mut self, mut indices: Vec<usize>) {
         indices.sort_unstable();
         for i in indices.into_iter().rev() {
-            self.running.remove(i);
+            let seq = self.running.remove(i);
+            self.blocks.release(&seq.blocks);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Building blocks shared by every architecture, over plain row-major `f32` slices.
 //!
 //! Only the large matmuls go through candle ([`Linear`], quantized). Everything else is a short loop here,
-//! which avoids a tensor allocation per op and lets attention read the [`KvCache`] in place: no `cat`,
+//! which avoids a tensor allocation per op and lets attention read the [`crate::KvPool`] in place: no `cat`,
 //! and grouped-query heads index their shared key/value head instead of copying it.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use candle_core::{Module, Tensor};
 
 use crate::parallel::{for_chunks, DisjointWrites};
 use crate::quant::QuantMatrix;
-use crate::{KvCache, ModelError};
+use crate::ModelError;
 
 /// A weight matrix `[out, in]` applied to rows of activations: our own kernels for the formats they
 /// cover ([`QuantMatrix`]), candle's quantized matmul for the rest.
@@ -228,16 +228,41 @@ impl HeadLayout {
     }
 }
 
-/// Causal attention of `q` (`tokens × q_dim`, the newest `tokens` positions) over every position in
-/// `layer` of `cache`, which already holds those tokens' keys and values. Returns `tokens × q_dim`.
+/// One sequence's keys and values in one layer of a [`KvPool`], read through its block table.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqKv<'a> {
+    /// The layer's keys, every block of the pool.
+    pub keys: &'a [f32],
+    /// The layer's values, every block of the pool.
+    pub values: &'a [f32],
+    /// The sequence's block table.
+    pub blocks: &'a [u32],
+    /// Positions per block.
+    pub block_size: usize,
+}
+
+impl SeqKv<'_> {
+    /// The sequence's first `visible` key (or value) rows, as one contiguous slice per block.
+    fn rows<'b>(&'b self, of: &'b [f32], visible: usize, kv_dim: usize) -> impl Iterator<Item = &'b [f32]> + 'b {
+        let stride = self.block_size * kv_dim;
+        self.blocks.iter().enumerate().map_while(move |(i, &block)| {
+            let first = i * self.block_size;
+            let rows = visible.checked_sub(first).filter(|&r| r > 0)?.min(self.block_size);
+            let at = block as usize * stride;
+            Some(&of[at..at + rows * kv_dim])
+        })
+    }
+}
+
+/// Causal attention of `q` (`tokens × q_dim`, positions `first..first + tokens`) over the sequence's
+/// positions `0..first + tokens` in `kv`, which already holds those tokens' keys and values. Returns
+/// `tokens × q_dim`.
 ///
 /// Work items are (token, key/value head) pairs, run in parallel; each item serves every query head of
-/// its group, so a grouped key or value row is read once for all of them, in place in the cache.
-pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) -> Vec<f32> {
-    let (keys, values) = cache.layer(layer);
-    let (q_dim, kv_dim) = (heads.q_dim(), heads.kv_dim());
+/// its group, so a grouped key or value row is read once for all of them, in place in the pool.
+pub fn attention(q: &[f32], kv: SeqKv<'_>, first: usize, heads: HeadLayout) -> Vec<f32> {
+    let q_dim = heads.q_dim();
     let tokens = q.len() / q_dim;
-    let first = keys.len() / kv_dim - tokens;
     let span = q_dim / heads.n_kv_heads;
     let mut out = vec![0.0; q.len()];
     let cells = DisjointWrites::new(&mut out);
@@ -249,8 +274,7 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) ->
             // SAFETY: each (token, kv head) item owns the output cells of its group's query heads, and
             // items are split between threads.
             let out = unsafe { cells.slice(at..at + span) };
-            let item =
-                AttentionItem { queries: &q[at..at + span], keys, values, visible: first + t + 1, kv_head, heads };
+            let item = AttentionItem { queries: &q[at..at + span], kv, visible: first + t + 1, kv_head, heads };
             item.run(&mut scores, out);
         }
     });
@@ -260,8 +284,7 @@ pub fn attention(q: &[f32], cache: &KvCache, layer: usize, heads: HeadLayout) ->
 /// One token's query heads of one group against the cache.
 struct AttentionItem<'a> {
     queries: &'a [f32],
-    keys: &'a [f32],
-    values: &'a [f32],
+    kv: SeqKv<'a>,
     visible: usize,
     kv_head: usize,
     heads: HeadLayout,
@@ -285,7 +308,8 @@ impl AttentionItem<'_> {
         let scale = 1.0 / (d as f32).sqrt();
         scores.clear();
         scores.resize(self.queries.len() / d * visible, 0.0);
-        for (p, key) in self.keys.chunks_exact(kv_dim).take(visible).enumerate() {
+        let keys = self.kv.rows(self.kv.keys, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+        for (p, key) in keys.enumerate() {
             let key = &key[offset..offset + d];
             for (g, query) in self.queries.chunks_exact(d).enumerate() {
                 scores[g * visible + p] = dot(query, key) * scale;
@@ -294,7 +318,8 @@ impl AttentionItem<'_> {
         for row in scores.chunks_exact_mut(visible) {
             softmax_in_place(row);
         }
-        for (p, value) in self.values.chunks_exact(kv_dim).take(visible).enumerate() {
+        let values = self.kv.rows(self.kv.values, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+        for (p, value) in values.enumerate() {
             let value = &value[offset..offset + d];
             for (g, out) in out.chunks_exact_mut(d).enumerate() {
                 axpy(scores[g * visible + p], value, out);
@@ -404,25 +429,36 @@ mod tests {
         assert_ne!(x, original);
     }
 
+    fn seq<'a>(keys: &'a [f32], values: &'a [f32], blocks: &'a [u32], block_size: usize) -> SeqKv<'a> {
+        SeqKv { keys, values, blocks, block_size }
+    }
+
     #[test]
     fn attention_over_one_position_returns_its_value() {
         let heads = HeadLayout { n_heads: 2, n_kv_heads: 1, head_dim: 4 };
-        let mut cache = KvCache::new(1, 4, 4);
-        cache.append(0, &[1.0, 0.0, 0.0, 0.0], &[0.5, -1.0, 2.0, 3.0]);
-        cache.advance(1);
-        let out = attention(&[1.0; 8], &cache, 0, heads);
+        let (keys, values) = ([1.0, 0.0, 0.0, 0.0], [0.5, -1.0, 2.0, 3.0]);
+        let out = attention(&[1.0; 8], seq(&keys, &values, &[0], 1), 0, heads);
         assert_eq!(out, [0.5, -1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 3.0]);
     }
 
     #[test]
     fn attention_is_causal_within_a_chunk() {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
-        let mut cache = KvCache::new(1, 2, 4);
-        cache.append(0, &[0.0, 0.0, 0.0, 0.0], &[1.0, 1.0, 3.0, 3.0]);
-        cache.advance(2);
-        let out = attention(&[1.0, 1.0, 1.0, 1.0], &cache, 0, heads);
+        let (keys, values) = ([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 3.0, 3.0]);
+        let out = attention(&[1.0, 1.0, 1.0, 1.0], seq(&keys, &values, &[0], 2), 0, heads);
         assert_eq!(out[..2], [1.0, 1.0], "the first token sees only itself");
         assert_eq!(out[2..], [2.0, 2.0], "the second averages both (equal scores)");
+    }
+
+    #[test]
+    fn attention_follows_the_block_table() {
+        // Blocks of 2 positions; the sequence's table is [2, 0]: positions 0,1 in block 2, position 2 in
+        // block 0. Block 1 holds garbage that must never be read.
+        let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
+        let keys = [0.0; 12];
+        let values = [5.0, 5.0, 0.0, 0.0, 99.0, 99.0, 99.0, 99.0, 1.0, 1.0, 3.0, 3.0];
+        let out = attention(&[1.0, 1.0], seq(&keys, &values, &[2, 0], 2), 2, heads);
+        assert_eq!(out, [3.0, 3.0], "equal scores average positions 0..3: (1 + 3 + 5) / 3");
     }
 
     #[test]

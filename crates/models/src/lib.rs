@@ -1,14 +1,15 @@
 //! Model implementations over candle: weights are immutable, per-sequence state is passed in.
 //!
-//! A model never owns a KV cache. The engine keeps one [`KvCache`] per sequence and hands a ragged batch
-//! of them to [`CausalLm::forward`], so sequences at different positions share one forward step.
+//! A model never owns a KV cache. The engine owns one [`KvPool`] of fixed-size blocks and hands a ragged
+//! batch of sequences, each with its block table, to [`CausalLm::forward`], so sequences at different
+//! positions share one forward step and share cached prefix blocks.
 //!
 //! # Layout
 //! - [`gguf`] — [`GgufFile`], a GGUF file's metadata and tensors, read once.
-//! - [`layers`] — RMSNorm, RoPE, grouped-query attention over a [`KvCache`], SwiGLU: written once, shared by
+//! - [`layers`] — RMSNorm, RoPE, grouped-query attention through a block table, SwiGLU: written once, shared by
 //!   every architecture.
 //! - [`embedding`] — [`Embedder`] and [`BertEmbedder`], sentence embeddings from a BERT encoder.
-//! - [`kv_cache`] — [`KvCache`], one sequence's keys and values for every layer.
+//! - [`kv_cache`] — [`KvPool`], the paged keys and values of every sequence and layer.
 //! - [`llama`] — the Llama architecture (Llama 2/3, SmolLM, Mistral-style GGUFs).
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
@@ -26,7 +27,7 @@ pub mod tiny;
 
 pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
 pub use gguf::{GgufFile, WeightFormat};
-pub use kv_cache::KvCache;
+pub use kv_cache::KvPool;
 pub use llama::Llama;
 pub use parallel::{inference_threads, set_inference_threads};
 
@@ -62,11 +63,14 @@ pub struct ModelInfo {
 }
 
 /// One sequence's share of a forward step.
+#[derive(Debug, Clone, Copy)]
 pub struct SeqStep<'a> {
-    /// Tokens to append at the cache's current end (a prompt chunk or one decoded token).
+    /// Tokens at positions `start..start + tokens.len()` (a prompt chunk or one decoded token).
     pub tokens: &'a [u32],
-    /// The sequence's keys and values; grows by `tokens.len()`.
-    pub cache: &'a mut KvCache,
+    /// Positions `0..start` are already in the pool.
+    pub start: usize,
+    /// The sequence's block table; it covers every position up to `start + tokens.len()`.
+    pub blocks: &'a [u32],
     /// Whether the caller needs next-token logits after the last of `tokens`.
     pub want_logits: bool,
 }
@@ -76,15 +80,19 @@ pub trait CausalLm: Send {
     /// What the engine needs to know about the model.
     fn info(&self) -> &ModelInfo;
 
-    /// An empty cache for one sequence, with room for `capacity` tokens before it must grow.
-    fn new_cache(&self, capacity: usize) -> KvCache;
+    /// A KV pool of `num_blocks` blocks of `block_size` positions for this model's layers.
+    fn new_pool(&self, block_size: usize, num_blocks: usize) -> KvPool;
+
+    /// Bytes of KV cache one position takes over all layers.
+    fn kv_bytes_per_token(&self) -> usize;
 
     /// Bytes of weights one decode step reads (every matmul weight and norm, plus one embedding row).
     fn weight_bytes(&self) -> usize;
 
-    /// Runs one step for every entry of `batch` together. Returns one row of logits per entry
-    /// (empty for entries that did not ask for logits).
-    fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError>;
+    /// Runs one step for every entry of `batch` together, writing the new positions' keys and values
+    /// into `pool`. Returns one row of logits per entry (empty for entries that did not ask for logits).
+    /// Entries must not write to the same block.
+    fn forward(&self, pool: &mut KvPool, batch: &[SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
 
 /// Loads the model in a GGUF file, choosing the implementation by `general.architecture`.

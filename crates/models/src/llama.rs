@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use crate::gguf::{GgufFile, WeightFormat};
-use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, Projections, RmsNorm, Rope};
+use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, Projections, RmsNorm, Rope, SeqKv};
 use crate::quant::QuantMatrix;
-use crate::{CausalLm, KvCache, ModelError, ModelInfo, SeqStep};
+use crate::{CausalLm, KvPool, ModelError, ModelInfo, SeqStep};
 
 /// One transformer block's weights.
 #[derive(Debug)]
@@ -125,12 +125,18 @@ impl Llama {
         })
     }
 
-    fn check(&self, batch: &[SeqStep<'_>]) -> Result<(), ModelError> {
+    fn check(&self, pool: &KvPool, batch: &[SeqStep<'_>]) -> Result<(), ModelError> {
         for step in batch {
             if let Some(bad) = step.tokens.iter().find(|&&t| t as usize >= self.info.vocab_size) {
                 return Err(ModelError::Invalid(format!("token id {bad} is outside the vocabulary")));
             }
-            let end = step.cache.len() + step.tokens.len();
+            let end = step.start + step.tokens.len();
+            if end > step.blocks.len() * pool.block_size() {
+                return Err(ModelError::Invalid(format!("position {end} is past the sequence's blocks")));
+            }
+            if let Some(bad) = step.blocks.iter().find(|&&b| b as usize >= pool.num_blocks()) {
+                return Err(ModelError::Invalid(format!("block {bad} is outside the KV pool")));
+            }
             if end > self.rope.positions() {
                 return Err(ModelError::Invalid(format!(
                     "position {end} exceeds the context of {}",
@@ -163,12 +169,16 @@ impl CausalLm for Llama {
         blocks + self.norm.bytes() + self.head.bytes()
     }
 
-    fn new_cache(&self, capacity: usize) -> KvCache {
-        KvCache::new(self.blocks.len(), self.heads.kv_dim(), capacity)
+    fn new_pool(&self, block_size: usize, num_blocks: usize) -> KvPool {
+        KvPool::new(self.blocks.len(), self.heads.kv_dim(), block_size, num_blocks)
     }
 
-    fn forward(&self, batch: &mut [SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
-        self.check(batch)?;
+    fn kv_bytes_per_token(&self) -> usize {
+        2 * self.blocks.len() * self.heads.kv_dim() * 4
+    }
+
+    fn forward(&self, pool: &mut KvPool, batch: &[SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.check(pool, batch)?;
         let (dim, q_dim, kv_dim, head_dim) = (self.dim, self.heads.q_dim(), self.heads.kv_dim(), self.heads.head_dim);
         let total: usize = batch.iter().map(|s| s.tokens.len()).sum();
         let mut x = Vec::with_capacity(total * dim);
@@ -185,15 +195,17 @@ impl CausalLm for Llama {
                 block.qkv.forward(&h)?.try_into().map_err(|_| ModelError::Invalid("Q/K/V projections".into()))?;
             let mut mixed = Vec::with_capacity(total * q_dim);
             let mut row = 0;
-            for step in batch.iter_mut() {
-                let (n, start) = (step.tokens.len(), step.cache.len());
+            for step in batch {
+                let (n, start) = (step.tokens.len(), step.start);
                 for i in 0..n {
                     self.rope.apply(&mut q[(row + i) * q_dim..][..q_dim], head_dim, start + i);
                     self.rope.apply(&mut k[(row + i) * kv_dim..][..kv_dim], head_dim, start + i);
                 }
                 let rows = row * kv_dim..(row + n) * kv_dim;
-                step.cache.append(layer, &k[rows.clone()], &v[rows]);
-                mixed.extend(attention(&q[row * q_dim..(row + n) * q_dim], step.cache, layer, self.heads));
+                pool.write(layer, step, &k[rows.clone()], &v[rows]);
+                let (keys, values) = pool.layer(layer);
+                let kv = SeqKv { keys, values, blocks: step.blocks, block_size: pool.block_size() };
+                mixed.extend(attention(&q[row * q_dim..(row + n) * q_dim], kv, start, self.heads));
                 row += n;
             }
             add_in_place(&mut x, &block.o.forward(&mixed)?);
@@ -207,9 +219,8 @@ impl CausalLm for Llama {
 
         let mut last_rows = Vec::new();
         let mut row = 0;
-        for step in batch.iter_mut() {
+        for step in batch {
             row += step.tokens.len();
-            step.cache.advance(step.tokens.len());
             if step.want_logits {
                 last_rows.extend_from_slice(&x[(row - 1) * dim..row * dim]);
             }

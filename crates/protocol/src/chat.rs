@@ -135,6 +135,16 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// `prompt_tokens + completion_tokens`.
     pub total_tokens: u32,
+    /// How the prompt tokens were served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens whose keys and values came from the prefix cache instead of being computed.
+    pub cached_tokens: u32,
 }
 
 /// The non-streaming response.

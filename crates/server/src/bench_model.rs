@@ -46,17 +46,21 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let vocab = model.info().vocab_size as u32;
     let tokens: Vec<u32> = (0..(args.prompt + args.gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    // One sequence owning every block of a pool just large enough, as the engine would lay it out.
+    const BLOCK: usize = 16;
+    let blocks: Vec<u32> = (0..args.prompt.max(args.gen).div_ceil(BLOCK) as u32).collect();
+    let mut pool = model.new_pool(BLOCK, blocks.len());
     for _ in 0..args.repetitions.max(1) {
-        let mut cache = model.new_cache(args.prompt);
         let start = Instant::now();
-        for chunk in tokens[..args.prompt].chunks(args.batch.max(1)) {
-            model.forward(&mut [SeqStep { tokens: chunk, cache: &mut cache, want_logits: true }])?;
+        for (i, chunk) in tokens[..args.prompt].chunks(args.batch.max(1)).enumerate() {
+            let step = SeqStep { tokens: chunk, start: i * args.batch.max(1), blocks: &blocks, want_logits: true };
+            model.forward(&mut pool, &[step])?;
         }
         pp.push(args.prompt as f64 / start.elapsed().as_secs_f64());
-        let mut cache = model.new_cache(args.gen);
         let start = Instant::now();
-        for &token in &tokens[args.prompt..] {
-            model.forward(&mut [SeqStep { tokens: &[token], cache: &mut cache, want_logits: true }])?;
+        for (i, token) in tokens[args.prompt..].iter().enumerate() {
+            let step = SeqStep { tokens: std::slice::from_ref(token), start: i, blocks: &blocks, want_logits: true };
+            model.forward(&mut pool, &[step])?;
         }
         tg.push(args.gen as f64 / start.elapsed().as_secs_f64());
     }

@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a model over the OpenAI API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load-test any OpenAI-compatible endpoint (this server or a peer) and report throughput and latency.
     Bench(hearth_bench::BenchArgs),
     /// Measure a model's raw prompt-processing and generation speed, without HTTP (llama-bench style).
@@ -99,6 +99,32 @@ pub struct ServeArgs {
     /// Most prompt tokens waiting for a slot; more are refused with 429 [default: 65536].
     #[arg(long, env = "HEARTH_MAX_WAITING_PROMPT_TOKENS")]
     pub max_waiting_prompt_tokens: Option<usize>,
+    /// KV cache pool size, e.g. `2GiB` or `512MiB` or bytes [default: enough for max-num-seqs full contexts,
+    /// at most 20% of available memory].
+    #[arg(long, env = "HEARTH_KV_CACHE_MEMORY", value_parser = parse_size)]
+    pub kv_cache_memory: Option<u64>,
+    /// Do not reuse cached KV blocks across requests with a shared prefix.
+    #[arg(long, env = "HEARTH_NO_PREFIX_CACHE")]
+    pub no_prefix_cache: bool,
+}
+
+/// A size in bytes: a number with an optional `K`, `M`, `G` (powers of 1000) or `KiB`, `MiB`, `GiB` suffix.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size like 2GiB or 512MiB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` (use K, M, G, KiB, MiB or GiB)")),
+    };
+    Ok((number * scale) as u64)
 }
 
 /// Log output format.
@@ -181,6 +207,8 @@ struct FileEngine {
     max_waiting: Option<usize>,
     max_batch_tokens: Option<usize>,
     max_waiting_prompt_tokens: Option<usize>,
+    kv_cache_memory: Option<String>,
+    prefix_caching: Option<bool>,
 }
 
 /// The resolved configuration, one part per layer.
@@ -250,8 +278,10 @@ pub struct EmbeddingModelConfig {
 pub struct EngineSettings {
     /// Inference threads; 0 means one per physical core.
     pub threads: usize,
-    /// Batching limits.
+    /// Batching limits (`kv_cache_bytes` is filled in at start when `kv_cache_memory` is `None`).
     pub limits: EngineConfig,
+    /// KV pool bytes; `None` sizes it from the model and the available memory.
+    pub kv_cache_memory: Option<u64>,
 }
 
 impl Config {
@@ -311,6 +341,11 @@ impl Config {
             model,
             engine: EngineSettings {
                 threads: args.threads.or(engine.threads).unwrap_or(0),
+                kv_cache_memory: match (args.kv_cache_memory, &engine.kv_cache_memory) {
+                    (Some(bytes), _) => Some(bytes),
+                    (None, Some(text)) => Some(parse_size(text).map_err(|e| anyhow::anyhow!("kv_cache_memory: {e}"))?),
+                    (None, None) => None,
+                },
                 limits: EngineConfig {
                     max_running: args.max_num_seqs.or(engine.max_num_seqs).unwrap_or(defaults.max_running),
                     max_waiting: args.max_waiting.or(engine.max_waiting).unwrap_or(defaults.max_waiting),
@@ -322,6 +357,8 @@ impl Config {
                         .max_waiting_prompt_tokens
                         .or(engine.max_waiting_prompt_tokens)
                         .unwrap_or(defaults.max_waiting_prompt_tokens),
+                    prefix_caching: !args.no_prefix_cache && engine.prefix_caching.unwrap_or(true),
+                    ..defaults
                 },
             },
         })
@@ -405,6 +442,19 @@ mod tests {
         let config = Config::merge(&args, file).unwrap();
         assert_eq!((config.server.host.as_str(), config.server.port), ("0.0.0.0", 9100));
         assert_eq!(config.engine.limits.max_running, 4);
+    }
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+        let file = parse_file("[engine]\nkv_cache_memory = \"64MiB\"\nprefix_caching = false").unwrap();
+        let engine = Config::merge(&ServeArgs::default(), file).unwrap().engine;
+        assert_eq!((engine.kv_cache_memory, engine.limits.prefix_caching), (Some(64 << 20), false));
     }
 
     #[test]

@@ -106,6 +106,9 @@ impl From<hearth_engine::SubmitError> for ApiError {
         match e {
             hearth_engine::SubmitError::Overloaded(_) => Self::Overloaded(e.to_string()),
             hearth_engine::SubmitError::Stopped => Self::Unavailable(e.to_string()),
+            hearth_engine::SubmitError::TooLarge(message) => {
+                Self::Invalid { message, param: Some("max_tokens".into()), code: Some("context_length_exceeded") }
+            }
         }
     }
 }

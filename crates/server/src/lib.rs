@@ -59,7 +59,16 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
     if keys.enabled() {
         tracing::info!("API keys required on every route but /health and /ready");
     }
-    let engine = hearth_engine::spawn(model, config.engine.limits)?;
+    let kv_cache_bytes = match config.engine.kv_cache_memory {
+        Some(bytes) => bytes as usize,
+        None => {
+            default_kv_cache_bytes(model.kv_bytes_per_token(), served.context_length, config.engine.limits.max_running)
+        }
+    };
+    let engine = hearth_engine::spawn(model, hearth_engine::EngineConfig { kv_cache_bytes, ..config.engine.limits })?;
+    // A sequence can never outgrow the pool, so the pool bounds the context too.
+    let mut served = served;
+    served.context_length = served.context_length.min(engine.kv_capacity_tokens());
     let embedding = match &config.model.embedding {
         Some(embedding) if embedding.optional && !embedding.path.exists() => {
             tracing::info!(path = %embedding.path.display(), "no embedding model (fetch it with scripts/fetch-models.sh)");
@@ -95,4 +104,17 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         lifecycle: Arc::default(),
         config: Arc::new(config.server.clone()),
     })
+}
+
+/// Room for `max_running` full contexts, but at most a fifth of the memory available now.
+fn default_kv_cache_bytes(bytes_per_token: usize, context: usize, max_running: usize) -> usize {
+    let wanted = bytes_per_token.saturating_mul(context).saturating_mul(max_running);
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<usize>().ok()
+        })
+        .map_or(4 << 30, |kib| kib * 1024);
+    wanted.min(available / 5)
 }

@@ -86,7 +86,7 @@ impl Metrics {
     pub fn render(&self, engine: EngineStats) -> String {
         let r = self.with(|r| r.clone());
         let mut out = String::new();
-        let samples: [(&str, &str, &str, u64); 9] = [
+        let samples: [(&str, &str, &str, u64); 14] = [
             ("hearth_requests_running", "gauge", "Requests in the running batch.", engine.running as u64),
             (
                 "hearth_requests_waiting",
@@ -94,11 +94,26 @@ impl Metrics {
                 "Requests admitted and waiting for a batch slot.",
                 engine.waiting as u64,
             ),
+            ("hearth_kv_cache_bytes", "gauge", "Bytes of KV cache blocks in use.", engine.kv_cache_bytes),
+            ("hearth_kv_cache_blocks_used", "gauge", "KV cache blocks in use.", engine.kv_blocks_used),
+            ("hearth_kv_cache_blocks_total", "gauge", "KV cache blocks in the pool.", engine.kv_blocks_total),
             (
-                "hearth_kv_cache_bytes",
-                "gauge",
-                "Bytes held by the running sequences' KV caches.",
-                engine.kv_cache_bytes,
+                "hearth_num_preemptions_total",
+                "counter",
+                "Sequences preempted for lack of KV blocks (recomputed later).",
+                engine.preemptions,
+            ),
+            (
+                "hearth_prefix_cache_queries_total",
+                "counter",
+                "Prompt tokens looked up in the prefix cache.",
+                engine.prompt_tokens_queried,
+            ),
+            (
+                "hearth_prefix_cache_hits_total",
+                "counter",
+                "Prompt tokens served from the prefix cache.",
+                engine.prompt_tokens_cached,
             ),
             ("hearth_batch_steps_total", "counter", "Forward steps run by the engine.", engine.steps),
             (

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use futures::{FutureExt, Stream};
 use hearth_engine::{EngineError, Event, EventStream};
-use hearth_protocol::{FinishReason, Usage};
+use hearth_protocol::{FinishReason, PromptTokensDetails, Usage};
 use hearth_text::{IncrementalDecoder, StopMatcher, StopOutcome};
 
 use crate::error::ApiError;
@@ -90,6 +90,8 @@ struct State {
     model: Arc<ServedModel>,
     choices: Vec<Choice>,
     prompt_tokens: u32,
+    /// Prompt tokens the prefix cache supplied.
+    cached_tokens: u32,
     logprobs: bool,
     ready: VecDeque<Result<Piece, ApiError>>,
     observer: RequestObserver,
@@ -115,6 +117,7 @@ impl State {
             prompt_tokens: self.prompt_tokens,
             completion_tokens,
             total_tokens: self.prompt_tokens + completion_tokens,
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: self.cached_tokens }),
         }
     }
 
@@ -167,6 +170,7 @@ impl State {
     fn on_event(&mut self, event: Option<Event>) {
         let decode_error = |e: hearth_text::TokenizerError| ApiError::Internal(format!("detokenization failed: {e}"));
         match event {
+            Some(Event::Admitted { cached_tokens }) => self.cached_tokens = cached_tokens,
             Some(Event::Token { choice, id, logprob, top_logprobs }) => {
                 let Some(c) = self.choices.get_mut(choice).filter(|c| c.finish.is_none()) else { return };
                 c.generated += 1;
@@ -233,6 +237,7 @@ pub fn pieces(
         model: request.model,
         choices,
         prompt_tokens: request.prompt_tokens as u32,
+        cached_tokens: 0,
         logprobs: request.logprobs,
         ready: VecDeque::new(),
         observer: request.observer,

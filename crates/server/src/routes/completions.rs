@@ -71,7 +71,7 @@ fn offset(piece: Result<Piece, ApiError>, by: usize) -> Result<Piece, ApiError> 
 }
 
 /// The pieces of every prompt as one stream, with a single `Done` carrying the summed usage once all
-/// prompts are done. The first error ends it.
+/// prompts are done (without `prompt_tokens_details`, which the legacy shape lacks). The first error ends it.
 fn merge(streams: Vec<PieceStream>) -> PieceStream {
     let mut left = streams.len();
     let mut total = Usage::default();
