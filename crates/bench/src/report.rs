@@ -77,6 +77,8 @@ pub struct LatencySummary {
     pub p95: f64,
     /// 99th percentile.
     pub p99: f64,
+    /// The largest sample: a stall that touches few samples shows here, not in the percentiles.
+    pub max: f64,
 }
 
 impl LatencySummary {
@@ -92,6 +94,7 @@ impl LatencySummary {
             p50: percentile(&millis, 50.0),
             p95: percentile(&millis, 95.0),
             p99: percentile(&millis, 99.0),
+            max: millis[millis.len() - 1],
         })
     }
 }
@@ -189,9 +192,9 @@ impl fmt::Display for Report {
             writeln!(f, "{:-^TABLE_WIDTH$}", title)?;
             let values = summary.map_or_else(
                 || "-".to_owned(),
-                |s| format!("{:.2} / {:.2} / {:.2} / {:.2}", s.mean, s.p50, s.p95, s.p99),
+                |s| format!("{:.2} / {:.2} / {:.2} / {:.2} / {:.2}", s.mean, s.p50, s.p95, s.p99, s.max),
             );
-            row(f, &format!("Mean / P50 / P95 / P99 {short} (ms):"), values)?;
+            row(f, &format!("Mean / P50 / P95 / P99 / Max {short} (ms):"), values)?;
         }
         if !self.errors.is_empty() {
             writeln!(f, "{:-^TABLE_WIDTH$}", "Errors")?;
@@ -233,7 +236,7 @@ mod tests {
     fn summary_sorts_and_converts_to_millis() {
         let samples = [30, 10, 20].map(Duration::from_millis);
         let summary = LatencySummary::from_durations(samples).unwrap();
-        assert_eq!(summary, LatencySummary { mean: 20.0, p50: 20.0, p95: 30.0, p99: 30.0 });
+        assert_eq!(summary, LatencySummary { mean: 20.0, p50: 20.0, p95: 30.0, p99: 30.0, max: 30.0 });
         assert_eq!(LatencySummary::from_durations([]), None);
     }
 
@@ -284,7 +287,7 @@ mod tests {
         let table = report.to_string();
         assert!(table.contains("Successful / failed / rejected:          2 / 0 / 1"), "{table}");
         assert!(
-            table.contains("Mean / P50 / P95 / P99 TTFT (ms):        100.00 / 100.00 / 100.00 / 100.00"),
+            table.contains("Mean / P50 / P95 / P99 / Max TTFT (ms):  100.00 / 100.00 / 100.00 / 100.00 / 100.00"),
             "{table}"
         );
     }
@@ -294,6 +297,6 @@ mod tests {
         let report = Report::from_records(settings(), &[]);
         assert_eq!((report.duration_s, report.output_throughput), (0.0, 0.0));
         assert!(report.ttft_ms.is_none() && report.mean_prompt_tokens.is_none());
-        assert!(report.to_string().contains("Mean / P50 / P95 / P99 E2E (ms):         -"));
+        assert!(report.to_string().contains("Mean / P50 / P95 / P99 / Max E2E (ms):   -"));
     }
 }
