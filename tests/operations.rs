@@ -28,8 +28,18 @@ fn request(method: &str, path: &str, key: Option<&str>, body: Option<String>) ->
 #[tokio::test]
 async fn every_route_but_the_probes_needs_the_key() {
     let state = tiny_state_with(|c| c.server.api_keys = vec!["sk-right".into()]);
-    let routes: [(&str, &str, Option<String>, StatusCode); 6] = [
+    let routes: [(&str, &str, Option<String>, StatusCode); 10] = [
         ("POST", "/v1/chat/completions", Some(chat_body(2, false)), StatusCode::OK),
+        (
+            "POST",
+            "/v1/completions",
+            Some(json!({"model": MODEL, "prompt": "a", "max_tokens": 2}).to_string()),
+            StatusCode::OK,
+        ),
+        // The tiny app serves no embedding model: past auth, the model is unknown.
+        ("POST", "/v1/embeddings", Some(json!({"model": "e", "input": "a"}).to_string()), StatusCode::NOT_FOUND),
+        ("POST", "/tokenize", Some(json!({"prompt": "a"}).to_string()), StatusCode::OK),
+        ("POST", "/detokenize", Some(json!({"tokens": [1]}).to_string()), StatusCode::OK),
         ("GET", "/v1/models", None, StatusCode::OK),
         ("GET", "/v1/models/tiny-llama", None, StatusCode::OK),
         ("GET", "/metrics", None, StatusCode::OK),
@@ -123,6 +133,7 @@ async fn metrics_count_known_requests() {
     assert_eq!(delta("hearth_prompt_tokens_total"), prompt);
     assert_eq!(delta("hearth_request_success_total{finished_reason=\"length\"}"), 3.0);
     assert_eq!(delta("hearth_time_to_first_token_seconds_count"), 3.0);
+    assert_eq!(delta("hearth_request_queue_time_seconds_count"), 3.0);
     assert_eq!(delta("hearth_inter_token_latency_seconds_count"), 12.0);
     assert_eq!(sample(&after, "hearth_key_requests_total{key=\"key-1\"}"), 3.0);
     assert!(!after.contains("sk-a"), "metrics never show a key");
@@ -333,4 +344,24 @@ async fn a_request_past_its_deadline_ends_with_504() {
     let streamed = call_with(&state, request("POST", "/v1/chat/completions", None, Some(chat_body(480, true)))).await;
     let text = body_text(streamed).await;
     assert!(text.contains("\"code\":\"timeout\"") && text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
+
+#[tokio::test]
+async fn a_handler_panic_is_a_500_and_the_server_keeps_serving() {
+    let state = tiny_state();
+    // A route that panics, behind exactly the layers every real route has.
+    async fn boom() -> StatusCode {
+        panic!("a bug in a handler")
+    }
+    let panicking = axum::Router::new().route("/boom", axum::routing::get(boom));
+    let router = hearth_server::app::layered(panicking, state.clone());
+    let response = tower::ServiceExt::oneshot(router, request("GET", "/boom", None, None)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let error: Value = serde_json::from_str(&body_text(response).await).unwrap();
+    assert_eq!(error["error"]["type"], "server_error");
+    assert!(!error["error"]["message"].as_str().unwrap().contains("a bug"), "panic details stay in the log");
+    assert!(captured_logs().contains("handler panicked"));
+    let (status, body) = call(&state, "POST", "/v1/chat/completions", Some(&chat_body(2, false))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(state.engine.is_alive());
 }

@@ -70,10 +70,11 @@ impl AppState {
 
 /// The router with every route, in OpenAI's error shape even for unknown paths and handler panics.
 pub fn app(state: AppState) -> Router {
-    let cors = (!state.config.cors_allow_origins.is_empty()).then(|| {
-        let origins = state.config.cors_allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
-        CorsLayer::new().allow_origin(AllowOrigin::list(origins)).allow_methods(Any).allow_headers(Any)
-    });
+    layered(routes(), state)
+}
+
+/// Every route of the API, before the layers.
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/completions", post(completions::create))
@@ -87,6 +88,16 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(meta::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// Wraps `routes` in what every request passes through, outermost first: the request span, CORS (only
+/// for configured origins), panic containment, the body limit, and API-key auth.
+pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
+    let cors = (!state.config.cors_allow_origins.is_empty()).then(|| {
+        let origins = state.config.cors_allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+        CorsLayer::new().allow_origin(AllowOrigin::list(origins)).allow_methods(Any).allow_headers(Any)
+    });
+    routes
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -59,6 +59,7 @@ struct Recorded {
     rejected: u64,
     prompt_tokens: u64,
     generation_tokens: u64,
+    queue: Histogram,
     ttft: Histogram,
     itl: Histogram,
     e2e: Histogram,
@@ -148,6 +149,7 @@ impl Metrics {
                 r.success.get(reason).unwrap_or(&0)
             );
         }
+        r.queue.render(&mut out, "hearth_request_queue_time_seconds", "Time from request arrival to its admission.");
         r.ttft.render(&mut out, "hearth_time_to_first_token_seconds", "Time from request arrival to its first token.");
         r.itl.render(&mut out, "hearth_inter_token_latency_seconds", "Time between consecutive tokens of a request.");
         r.e2e.render(&mut out, "hearth_e2e_request_latency_seconds", "Time from request arrival to its last token.");
@@ -184,6 +186,12 @@ impl RequestObserver {
     /// Starts timing a request that arrived at `arrived`, authenticated with `key` (if auth is on).
     pub fn new(metrics: std::sync::Arc<Metrics>, key: Option<String>, arrived: Instant) -> Self {
         Self { metrics, key, arrived, last_token: None }
+    }
+
+    /// The engine admitted the request to its batch.
+    pub fn admitted(&self) {
+        let seconds = self.arrived.elapsed().as_secs_f64();
+        self.metrics.with(|r| r.queue.observe(seconds));
     }
 
     /// A token arrived from the engine.

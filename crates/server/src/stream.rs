@@ -170,7 +170,10 @@ impl State {
     fn on_event(&mut self, event: Option<Event>) {
         let decode_error = |e: hearth_text::TokenizerError| ApiError::Internal(format!("detokenization failed: {e}"));
         match event {
-            Some(Event::Admitted { cached_tokens }) => self.cached_tokens = cached_tokens,
+            Some(Event::Admitted { cached_tokens }) => {
+                self.cached_tokens = cached_tokens;
+                self.observer.admitted();
+            }
             Some(Event::Token { choice, id, logprob, top_logprobs }) => {
                 let Some(c) = self.choices.get_mut(choice).filter(|c| c.finish.is_none()) else { return };
                 c.generated += 1;
