@@ -116,10 +116,7 @@ async fn validation_errors_name_the_field() {
             Some("messages[0].content"),
         ),
         (json!({"model": MODEL, "messages": user("a"), "n": 17}), Some("n")),
-        (
-            json!({"model": MODEL, "messages": user("a"), "response_format": {"type": "json_object"}}),
-            Some("response_format"),
-        ),
+        (json!({"model": MODEL, "messages": user("a"), "response_format": {"type": "yaml"}}), Some("response_format")),
         (
             json!({"model": MODEL, "messages": user("a"), "tools": [{"type": "function", "function": {"name": "f"}}]}),
             Some("tools"),

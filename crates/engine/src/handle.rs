@@ -81,6 +81,10 @@ pub struct EngineStats {
     pub prompt_tokens_queried: u64,
     /// Of those, tokens the prefix cache supplied.
     pub prompt_tokens_cached: u64,
+    /// Tokens sampled under a structured-output constraint since start.
+    pub constrained_tokens: u64,
+    /// Time spent computing and applying their masks, in nanoseconds.
+    pub constraint_nanos: u64,
 }
 
 /// Counters the worker publishes and handles read.
@@ -98,6 +102,8 @@ pub(crate) struct SharedStats {
     pub(crate) preemptions: AtomicU64,
     pub(crate) prompt_tokens_queried: AtomicU64,
     pub(crate) prompt_tokens_cached: AtomicU64,
+    pub(crate) constraint_nanos: AtomicU64,
+    pub(crate) constraint_masks: AtomicU64,
     pub(crate) alive: AtomicBool,
 }
 
@@ -186,6 +192,8 @@ impl EngineHandle {
             preemptions: self.stats.preemptions.load(Ordering::Relaxed),
             prompt_tokens_queried: self.stats.prompt_tokens_queried.load(Ordering::Relaxed),
             prompt_tokens_cached: self.stats.prompt_tokens_cached.load(Ordering::Relaxed),
+            constrained_tokens: self.stats.constraint_masks.load(Ordering::Relaxed),
+            constraint_nanos: self.stats.constraint_nanos.load(Ordering::Relaxed),
         }
     }
 

@@ -11,12 +11,14 @@
 //! - [`scheduler`] — the pure policy that picks each step's tokens, preemptions and admissions.
 //! - [`blocks`] — [`blocks::BlockManager`]: KV block allocation, reference counts, the prefix cache.
 //! - [`sampling`] — [`Sampler`], logits to a token, seeded.
+//! - [`constraint`] — [`ConstraintSpec`] and [`TokenConstraint`]: structured-output masks, implemented outside.
 //! - `worker`: the loop on the `engine` thread.
 //! - [`embed`] — [`spawn_embedder`] and [`EmbedHandle`]: the embedding model's own worker thread, batching
 //!   queued embedding requests.
 #![warn(missing_docs)]
 
 pub mod blocks;
+pub mod constraint;
 pub mod embed;
 pub mod event;
 pub mod handle;
@@ -25,6 +27,7 @@ pub mod sampling;
 pub mod scheduler;
 mod worker;
 
+pub use constraint::{Constraint, ConstraintSpec, TokenConstraint};
 pub use embed::{spawn_embedder, EmbedConfig, EmbedError, EmbedHandle};
 pub use event::{EngineError, Event, FinishReason, Usage};
 pub use handle::{spawn, EngineConfig, EngineHandle, EngineStats, EventStream, SubmitError};

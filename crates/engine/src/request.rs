@@ -2,7 +2,7 @@
 
 /// A validated generation request. The caller has already checked that
 /// `prompt.len() + max_tokens` fits the model's context.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GenerateRequest {
     /// The prompt's token ids (never empty).
     pub prompt: Vec<u32>,
@@ -14,6 +14,8 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Tokens that end generation with [`crate::FinishReason::Stop`]; empty to ignore end-of-sequence.
     pub stop_tokens: Vec<u32>,
+    /// What the output must match (structured output); `None` leaves it free.
+    pub constraint: Option<crate::Constraint>,
 }
 
 /// How to turn logits into a token. Bias and penalties apply first, then temperature, then the

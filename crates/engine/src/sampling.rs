@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 
 use hearth_models::layers::exp;
 
-use crate::SamplingParams;
+use crate::{SamplingParams, TokenConstraint};
 
 /// A bias at or below this bans the token outright, as OpenAI's `logit_bias` of -100 does.
 const BAN: f32 = -100.0;
@@ -51,11 +51,42 @@ impl Sampler {
 
     /// Picks the next token and records it for the penalties.
     pub fn sample(&mut self, logits: &[f32]) -> Sampled {
+        self.sample_within(logits, None).expect("no constraint, no mask error")
+    }
+
+    /// [`Sampler::sample`] among the tokens `constraint` allows with `remaining` tokens left; fails when the
+    /// constraint cannot say.
+    pub fn sample_constrained(
+        &mut self,
+        logits: &[f32],
+        constraint: &mut dyn TokenConstraint,
+        remaining: usize,
+    ) -> Result<Sampled, String> {
+        self.sample_within(logits, Some((constraint, remaining)))
+    }
+
+    fn sample_within(
+        &mut self,
+        logits: &[f32],
+        constraint: Option<(&mut dyn TokenConstraint, usize)>,
+    ) -> Result<Sampled, String> {
         let log_total = log_sum_exp(logits);
         let top_logprobs =
             top_n(logits, self.params.top_logprobs).into_iter().map(|i| (i as u32, logits[i] - log_total)).collect();
         let mut adjusted = std::mem::take(&mut self.scratch);
-        let scores = if self.adjust(logits, &mut adjusted) { adjusted.as_slice() } else { logits };
+        let mut changed = self.adjust(logits, &mut adjusted);
+        if let Some((constraint, remaining)) = constraint {
+            if !changed {
+                adjusted.clear();
+                adjusted.extend_from_slice(logits);
+                changed = true;
+            }
+            if let Err(e) = constraint.mask(&mut adjusted, remaining) {
+                self.scratch = adjusted;
+                return Err(e);
+            }
+        }
+        let scores = if changed { adjusted.as_slice() } else { logits };
         let id = if self.params.temperature <= 0.0 || self.params.top_k == 1 {
             argmax(scores)
         } else {
@@ -63,7 +94,7 @@ impl Sampler {
         };
         self.scratch = adjusted;
         *self.generated.entry(id as u32).or_default() += 1;
-        Sampled { id: id as u32, logprob: logits[id] - log_total, top_logprobs }
+        Ok(Sampled { id: id as u32, logprob: logits[id] - log_total, top_logprobs })
     }
 
     /// Writes the biased and penalised logits into `out`; returns false (leaving `out` alone) when

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::blocks::{block_keys, chain, BlockKey, BlockManager};
 use crate::handle::{SharedStats, Submission};
 use crate::scheduler::{self, SeqLoad, StepLimits, WaitingLoad};
-use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, Usage};
+use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, TokenConstraint, Usage};
 
 /// One choice of a request, waiting or running.
 struct Sequence {
@@ -34,6 +34,8 @@ struct Sequence {
     forks_pending: bool,
     /// Whether it has never run (its prompt still counts as waiting tokens).
     fresh: bool,
+    /// Where its output stands within the request's constraint, if any.
+    constraint: Option<Box<dyn TokenConstraint>>,
 }
 
 impl Sequence {
@@ -49,6 +51,7 @@ impl Sequence {
             cached_prompt: 0,
             forks_pending,
             fresh: choice == 0,
+            constraint: request.constraint.as_ref().map(|c| c.start()),
             choice,
             submission,
         }
@@ -68,12 +71,34 @@ impl Sequence {
 
     /// Samples the next token from `logits` and tells the caller; returns whether the choice is over.
     fn advance(&mut self, logits: &[f32], stats: &SharedStats) -> bool {
-        let sampled = self.sampler.sample(logits);
+        let remaining = self.submission.request.max_tokens.saturating_sub(self.generated());
+        let sampled = match &mut self.constraint {
+            None => Ok(self.sampler.sample(logits)),
+            Some(constraint) => {
+                let started = std::time::Instant::now();
+                let sampled = self.sampler.sample_constrained(logits, constraint.as_mut(), remaining);
+                stats.constraint_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                stats.constraint_masks.fetch_add(1, Ordering::Relaxed);
+                sampled
+            }
+        };
+        let sampled = match sampled {
+            Ok(sampled) => sampled,
+            Err(e) => return self.fail(format!("structured output: {e}")),
+        };
         let id = sampled.id;
         self.tokens.push(id);
         stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
         let request = &self.submission.request;
-        let reason = if request.stop_tokens.contains(&id) {
+        let end_token = request.stop_tokens.contains(&id);
+        let complete = match (&mut self.constraint, end_token) {
+            (Some(constraint), false) => match constraint.commit(id) {
+                Ok(complete) => complete,
+                Err(e) => return self.fail(format!("structured output: {e}")),
+            },
+            _ => false,
+        };
+        let reason = if end_token || complete {
             Some(FinishReason::Stop)
         } else if self.generated() >= request.max_tokens {
             Some(FinishReason::Length)
@@ -82,7 +107,7 @@ impl Sequence {
         };
         let events = &self.submission.events;
         let choice = self.choice;
-        if reason != Some(FinishReason::Stop) {
+        if !end_token {
             let token = Event::Token { choice, id, logprob: sampled.logprob, top_logprobs: sampled.top_logprobs };
             if events.send(token).is_err() {
                 return true;
@@ -92,6 +117,12 @@ impl Sequence {
             let _ = events.send(Event::Finished { choice, reason, usage: self.usage() });
         }
         reason.is_some()
+    }
+
+    /// Ends the request with `message` (a constraint failure); returns true: the choice is over.
+    fn fail(&self, message: String) -> bool {
+        let _ = self.submission.events.send(Event::Failed(EngineError::Model(message)));
+        true
     }
 }
 

@@ -32,7 +32,7 @@ fn engine_with_blocks(blocks: usize, config: EngineConfig) -> EngineHandle {
 }
 
 fn request(prompt: &[u32], max_tokens: usize, sampling: SamplingParams) -> GenerateRequest {
-    GenerateRequest { prompt: prompt.to_vec(), max_tokens, n: 1, sampling, stop_tokens: vec![] }
+    GenerateRequest { prompt: prompt.to_vec(), max_tokens, n: 1, sampling, stop_tokens: vec![], constraint: None }
 }
 
 async fn collect(engine: &EngineHandle, request: GenerateRequest) -> (Vec<u32>, FinishReason) {

@@ -46,12 +46,31 @@ pub struct ChatCompletionRequest {
     pub functions: Option<Vec<serde_json::Value>>,
 }
 
-/// `response_format`: its `type` (`text`, `json_object` or `json_schema`); other fields are kept aside.
+/// `response_format`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ResponseFormat {
-    /// The format's type.
+    /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The schema, with `type` = `json_schema`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct JsonSchemaFormat {
+    /// The format's name.
+    pub name: String,
+    /// What the format is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema the output must validate against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
+    /// Whether the schema must be followed exactly; it always is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// `stop`: one string or a list of strings.

@@ -87,7 +87,7 @@ impl Metrics {
     pub fn render(&self, engine: EngineStats) -> String {
         let r = self.with(|r| r.clone());
         let mut out = String::new();
-        let samples: [(&str, &str, &str, u64); 14] = [
+        let samples: [(&str, &str, &str, u64); 16] = [
             ("hearth_requests_running", "gauge", "Requests in the running batch.", engine.running as u64),
             (
                 "hearth_requests_waiting",
@@ -97,6 +97,18 @@ impl Metrics {
             ),
             ("hearth_kv_cache_bytes", "gauge", "Bytes of KV cache blocks in use.", engine.kv_cache_bytes),
             ("hearth_kv_cache_blocks_used", "gauge", "KV cache blocks in use.", engine.kv_blocks_used),
+            (
+                "hearth_constrained_tokens_total",
+                "counter",
+                "Tokens sampled under a structured-output constraint.",
+                engine.constrained_tokens,
+            ),
+            (
+                "hearth_constraint_mask_microseconds_total",
+                "counter",
+                "Time spent computing and applying structured-output masks.",
+                engine.constraint_nanos / 1000,
+            ),
             ("hearth_kv_cache_blocks_total", "gauge", "KV cache blocks in the pool.", engine.kv_blocks_total),
             (
                 "hearth_num_preemptions_total",

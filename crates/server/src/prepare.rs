@@ -2,9 +2,10 @@
 
 use hearth_engine::{GenerateRequest, SamplingParams};
 use hearth_protocol::{
-    ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest, MessageContent, Prompt, SamplingOptions,
-    TokenizeRequest,
+    ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest, JsonSchemaFormat, MessageContent, Prompt,
+    ResponseFormat, SamplingOptions, TokenizeRequest,
 };
+use hearth_structured::OutputFormat;
 use hearth_text::PromptMessage;
 
 use crate::error::ApiError;
@@ -62,12 +63,6 @@ pub fn chat(
     if req.model != model.id {
         return Err(ApiError::ModelNotFound(req.model.clone()));
     }
-    if let Some(format) = req.response_format.as_ref().filter(|f| f.kind != "text") {
-        return Err(ApiError::invalid(
-            "response_format",
-            format!("`response_format` of type `{}` is not supported yet; only `text` is", format.kind),
-        ));
-    }
     for (param, list) in [("tools", &req.tools), ("functions", &req.functions)] {
         if list.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(ApiError::invalid(param, format!("`{param}` (function calling) is not supported yet")));
@@ -94,8 +89,32 @@ pub fn chat(
     let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
     let max_tokens = limits.budget(prompt.len(), max_tokens, "messages", None)?;
     let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
-    let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling, stop_tokens };
+    let constraint = output_format(req.response_format.as_ref())?
+        .map(|format| model.structured.compile(&format))
+        .transpose()
+        .map_err(|e| ApiError::invalid("response_format", format!("`response_format` cannot be served: {e}")))?;
+    let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling, stop_tokens, constraint };
     Ok(PreparedChat { generate, output })
+}
+
+/// The structured output a `response_format` demands; `None` for free text.
+fn output_format(format: Option<&ResponseFormat>) -> Result<Option<OutputFormat>, ApiError> {
+    let Some(format) = format else { return Ok(None) };
+    match (format.kind.as_str(), &format.json_schema) {
+        ("text", _) => Ok(None),
+        ("json_object", _) => Ok(Some(OutputFormat::JsonObject)),
+        ("json_schema", Some(JsonSchemaFormat { schema: Some(schema), .. })) => {
+            Ok(Some(OutputFormat::JsonSchema(schema.clone())))
+        }
+        ("json_schema", _) => Err(ApiError::invalid(
+            "response_format",
+            "`response_format` of type `json_schema` needs `json_schema.schema`",
+        )),
+        (other, _) => Err(ApiError::invalid(
+            "response_format",
+            format!("unknown `response_format` type `{other}`; expected text, json_object or json_schema"),
+        )),
+    }
 }
 
 /// Checks a legacy completion request and tokenizes each of its prompts.
@@ -132,7 +151,14 @@ pub fn completion(
         .map(|(prompt, text)| {
             let max_tokens = limits.budget(prompt.len(), max_tokens, "prompt", Some(DEFAULT_COMPLETION_TOKENS))?;
             let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
-            let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling: sampling.clone(), stop_tokens };
+            let generate = GenerateRequest {
+                prompt,
+                max_tokens,
+                n: output.n,
+                sampling: sampling.clone(),
+                stop_tokens,
+                constraint: None,
+            };
             Ok((generate, echo.then_some(text)))
         })
         .collect::<Result<_, ApiError>>()

@@ -200,6 +200,11 @@ impl Tokenizer {
         Ok(ids)
     }
 
+    /// Whether `id` is a control token (end of turn, role markers, …), never plain text.
+    pub fn is_control(&self, id: u32) -> bool {
+        self.control.iter().any(|&(_, c)| c == id)
+    }
+
     /// The beginning-of-sequence token, if the model has one.
     pub fn bos(&self) -> Option<u32> {
         self.bos
