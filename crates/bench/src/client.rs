@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 
+use crate::report::RunSettings;
 use crate::sse::{SseEvent, SseParser};
 
 /// An `http://host[:port][/prefix]` base URL, split into what a raw HTTP/1.1 connection needs.
@@ -104,13 +105,21 @@ pub struct ChatRequest<'a> {
     pub model: &'a str,
     /// The single user message.
     pub prompt: &'a str,
-    /// Output tokens to generate (the server is asked to ignore EOS, so exactly this many).
+    /// Output tokens to generate (the server is asked to ignore EOS, so exactly this many unless a
+    /// structured output completes first).
     pub max_tokens: usize,
+    /// Ask for `response_format: json_object`.
+    pub json_object: bool,
 }
 
-impl ChatRequest<'_> {
+impl<'a> ChatRequest<'a> {
+    /// The request of a run with `settings` for `prompt`.
+    pub fn new(settings: &'a RunSettings, prompt: &'a str) -> Self {
+        Self { model: &settings.model, prompt, max_tokens: settings.max_tokens, json_object: settings.json_object }
+    }
+
     fn body(&self) -> Bytes {
-        let body = json!({
+        let mut body = json!({
             "model": self.model,
             "messages": [{"role": "user", "content": self.prompt}],
             "max_tokens": self.max_tokens,
@@ -119,6 +128,9 @@ impl ChatRequest<'_> {
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        if self.json_object {
+            body["response_format"] = json!({"type": "json_object"});
+        }
         Bytes::from(body.to_string())
     }
 }
@@ -306,7 +318,7 @@ mod tests {
 
     #[test]
     fn request_body_asks_for_exact_length_streamed_output_with_usage() {
-        let body = ChatRequest { model: "m", prompt: " a b", max_tokens: 5 }.body();
+        let body = ChatRequest { model: "m", prompt: " a b", max_tokens: 5, json_object: false }.body();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["messages"][0]["content"], " a b");
         assert_eq!((body["max_tokens"].as_u64(), body["ignore_eos"].as_bool()), (Some(5), Some(true)));

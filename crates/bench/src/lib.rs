@@ -67,6 +67,9 @@ pub struct BenchArgs {
     /// Print the report as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Ask for `response_format: json_object` (structured output), to measure constrained decoding.
+    #[arg(long)]
+    pub json_object: bool,
 }
 
 /// Runs the benchmark and prints the report (table, or JSON with --json).
@@ -102,6 +105,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         max_tokens: args.max_tokens,
         warmup: args.warmup,
         seed: args.seed,
+        json_object: args.json_object,
     };
     let prompts = PromptBuilder::new(args.seed, args.prompt_tokens, args.shared_prefix_tokens);
 
@@ -126,7 +130,7 @@ struct Workload {
 impl Workload {
     async fn send(&self, request_index: usize) -> RequestRecord {
         let prompt = self.prompts.prompt(request_index as u64);
-        let chat = ChatRequest { model: &self.settings.model, prompt: &prompt, max_tokens: self.settings.max_tokens };
+        let chat = ChatRequest::new(&self.settings, &prompt);
         self.endpoint.stream_chat_completion(&chat).await
     }
 }
@@ -135,7 +139,7 @@ impl Workload {
 async fn warm_up(endpoint: &Endpoint, settings: &RunSettings, prompts: &PromptBuilder) -> anyhow::Result<()> {
     for warmup_index in 0..settings.warmup {
         let prompt = prompts.prompt((settings.requests + warmup_index) as u64);
-        let chat = ChatRequest { model: &settings.model, prompt: &prompt, max_tokens: settings.max_tokens };
+        let chat = ChatRequest::new(settings, &prompt);
         if let Err(Failure::Failed(message) | Failure::Rejected(message)) =
             endpoint.stream_chat_completion(&chat).await.result
         {

@@ -29,6 +29,8 @@ pub struct RunSettings {
     pub warmup: usize,
     /// Seed of prompt generation.
     pub seed: u64,
+    /// Whether requests ask for `response_format: json_object`.
+    pub json_object: bool,
 }
 
 /// Results of one benchmark run. Latencies are in milliseconds, throughputs per second of the measured phase.
@@ -251,6 +253,7 @@ mod tests {
             max_tokens: 5,
             warmup: 0,
             seed: 0,
+            json_object: false,
         }
     }
 

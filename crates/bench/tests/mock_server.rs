@@ -146,6 +146,7 @@ fn args(base_url: &str, concurrency: usize, requests: usize) -> BenchArgs {
         warmup: 1,
         seed: 5,
         json: false,
+        json_object: false,
     }
 }
 
