@@ -52,9 +52,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A 400 when a generation request names the embedding model (other unknown ids are left to the
-    /// endpoint's own 404).
-    pub fn reject_embedding_model(&self, id: &str) -> Result<(), ApiError> {
+    /// Whether a generation request for model `id` may start: a 503 while draining, a 400 when `id` names
+    /// the embedding model (other unknown ids are left to the endpoint's own 404).
+    pub fn accept_generation(&self, id: &str) -> Result<(), ApiError> {
+        if self.lifecycle.is_draining() {
+            return Err(ApiError::Unavailable("the server is shutting down".into()));
+        }
         match &self.embedding {
             Some(e) if e.id == id => Err(ApiError::invalid(
                 "model",

@@ -173,7 +173,7 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel) -> Result<Vec<(Vec<u
         Ok((ids, text.to_string()))
     };
     let from_ids = |ids: &[i64]| -> Result<(Vec<u32>, String), ApiError> {
-        let ids = token_ids("prompt", ids, model)?;
+        let ids = token_ids("prompt", ids, tokenizer.vocab_size())?;
         let text = tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((ids, text))
     };
@@ -209,15 +209,7 @@ pub fn embedding_inputs(input: &Prompt, model: &ServedEmbedder) -> Result<Vec<Ve
         }
         model.tokenizer.encode(text).map_err(|e| ApiError::Internal(e.to_string()))
     };
-    let ids = |ids: &Vec<i64>| {
-        ids.iter()
-            .map(|&id| {
-                u32::try_from(id).ok().filter(|&id| (id as usize) < vocab).ok_or_else(|| {
-                    ApiError::invalid("input", format!("token id {id} is outside the vocabulary (0..{vocab})"))
-                })
-            })
-            .collect::<Result<Vec<u32>, _>>()
-    };
+    let ids = |ids: &Vec<i64>| token_ids("input", ids, vocab);
     let inputs: Vec<Vec<u32>> = match input {
         Prompt::Text(text) => vec![encode(text)?],
         Prompt::Texts(texts) => texts.iter().map(encode).collect::<Result<_, _>>()?,
@@ -273,7 +265,7 @@ pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, 
 /// The text of a `/detokenize` request's tokens.
 pub fn detokenize(req: &DetokenizeRequest, model: &ServedModel) -> Result<String, ApiError> {
     check_model(req.model.as_deref(), model)?;
-    let ids = token_ids("tokens", &req.tokens, model)?;
+    let ids = token_ids("tokens", &req.tokens, model.tokenizer.vocab_size())?;
     model.tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -286,8 +278,7 @@ fn check_model(requested: Option<&str>, model: &ServedModel) -> Result<(), ApiEr
 }
 
 /// Wire token ids as vocabulary ids; a 400 naming `param` for any id outside the vocabulary.
-fn token_ids(param: &str, ids: &[i64], model: &ServedModel) -> Result<Vec<u32>, ApiError> {
-    let vocab = model.tokenizer.vocab_size();
+fn token_ids(param: &str, ids: &[i64], vocab: usize) -> Result<Vec<u32>, ApiError> {
     ids.iter()
         .map(|&id| {
             u32::try_from(id).ok().filter(|&id| (id as usize) < vocab).ok_or_else(|| {

@@ -31,13 +31,10 @@ pub async fn create(
     AppJson(req): AppJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    if state.lifecycle.is_draining() {
-        return Err(ApiError::Unavailable("the server is shutting down".into()));
-    }
+    state.accept_generation(&req.model)?;
     if state.config.log_content {
         tracing::info!(prompt = ?req.prompt, "completion request");
     }
-    state.reject_embedding_model(&req.model)?;
     let model = state.model.clone();
     let max_tokens_limit = state.config.max_tokens_limit;
     let prepared = prepare_blocking(move || prepare::completion(&req, &model, max_tokens_limit)).await?;
