@@ -371,6 +371,12 @@ fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat)
     if names.len() > paths.len() {
         anyhow::bail!("{} --served-model-name values for {} --model paths", names.len(), paths.len());
     }
+    if let Some(missing) = paths.iter().find(|p| !p.exists()) {
+        anyhow::bail!(
+            "--model {}: no such file or directory (scripts/fetch-models.sh fetches the defaults)",
+            missing.display()
+        );
+    }
     let named = paths.iter().enumerate().map(|(i, path)| (path.clone(), names.get(i).cloned()));
     let (directories, files): (Vec<_>, Vec<_>) = named.partition(|(path, _)| path.is_dir());
     let [(path, served_model_name)]: [(PathBuf, Option<String>); 1] = files.try_into().map_err(|files: Vec<_>| {
@@ -416,23 +422,32 @@ mod tests {
 
     #[test]
     fn model_flags_pair_files_and_directories_with_names() {
-        let dir = std::env::temp_dir();
+        let dir = std::env::temp_dir().join(format!("hearth-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let chat = dir.join("chat.gguf");
+        let other = dir.join("other.gguf");
+        std::fs::write(&chat, b"").unwrap();
+        std::fs::write(&other, b"").unwrap();
         let args = ServeArgs {
-            model: vec!["chat.gguf".into(), dir.clone()],
+            model: vec![chat.clone(), dir.clone()],
             served_model_name: vec!["chat".into(), "embed".into()],
             ..ServeArgs::default()
         };
         let model = Config::merge(&args, FileConfig::default()).unwrap().model;
-        assert_eq!((model.path.to_str(), model.served_model_name.as_deref()), (Some("chat.gguf"), Some("chat")));
+        assert_eq!((&model.path, model.served_model_name.as_deref()), (&chat, Some("chat")));
         let embedding = model.embedding.unwrap();
         assert_eq!(
             (embedding.path, embedding.served_model_name.as_deref(), embedding.optional),
-            (dir, Some("embed"), false)
+            (dir.clone(), Some("embed"), false)
         );
-        let only_chat = ServeArgs { model: vec!["chat.gguf".into()], ..ServeArgs::default() };
+        let only_chat = ServeArgs { model: vec![chat.clone()], ..ServeArgs::default() };
         assert_eq!(Config::merge(&only_chat, FileConfig::default()).unwrap().model.embedding, None);
-        let two_chats = ServeArgs { model: vec!["a.gguf".into(), "b.gguf".into()], ..ServeArgs::default() };
+        let two_chats = ServeArgs { model: vec![chat.clone(), other], ..ServeArgs::default() };
         assert!(Config::merge(&two_chats, FileConfig::default()).is_err());
+        let missing = ServeArgs { model: vec![chat, dir.join("nope")], ..ServeArgs::default() };
+        let error = Config::merge(&missing, FileConfig::default()).unwrap_err().to_string();
+        assert!(error.contains("no such file"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
