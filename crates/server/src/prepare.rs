@@ -60,9 +60,7 @@ pub fn chat(
     model: &ServedModel,
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedChat, ApiError> {
-    if req.model != model.id {
-        return Err(ApiError::ModelNotFound(req.model.clone()));
-    }
+    check_model(Some(&req.model), model)?;
     for (param, list) in [("tools", &req.tools), ("functions", &req.functions)] {
         if list.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(ApiError::invalid(param, format!("`{param}` (function calling) is not supported yet")));
@@ -123,9 +121,7 @@ pub fn completion(
     model: &ServedModel,
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedCompletion, ApiError> {
-    if req.model != model.id {
-        return Err(ApiError::ModelNotFound(req.model.clone()));
-    }
+    check_model(Some(&req.model), model)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid("suffix", "`suffix` (fill-in-the-middle) is not supported by this server"));
     }
