@@ -1,10 +1,18 @@
-//! Structured outputs: an output format (any JSON object, or JSON matching a schema) compiled by
-//! llguidance into a [`hearth_engine::ConstraintSpec`] that masks, token by token, everything that could
-//! not continue a valid output.
+//! Structured outputs: an output format (any JSON object, or JSON matching a schema) or a set of
+//! function calls, compiled by llguidance into a [`hearth_engine::ConstraintSpec`] that masks, token by
+//! token, everything that could not continue a valid output.
 //!
 //! The token trie is built once per model from the tokenizer's own token bytes, so masks and the
 //! tokenizer can never disagree about what a token spells.
+//!
+//! # Layout
+//! - this file — [`Structured`], the compiler, and `Following`, one sequence's walk through a grammar.
+//! - [`tools`] — model families' call formats, their grammars and the streaming [`tools::CallParser`].
+//! - `lazy` — the `auto` tool choice: free text, or calls constrained from their first token on.
 #![warn(missing_docs)]
+
+mod lazy;
+pub mod tools;
 
 use std::sync::Arc;
 
@@ -50,6 +58,8 @@ struct Closing {
     brackets: Vec<bool>,
     /// Tokens made only of `:` or `0`: what a closing object may still need (a key's colon, a value).
     fillers: Vec<bool>,
+    /// The token that ends the output.
+    eos: u32,
 }
 
 impl std::fmt::Debug for Structured {
@@ -78,7 +88,7 @@ impl Structured {
         let brackets = words.iter().map(|w| made_of(w, b"}]")).collect();
         let fillers = words.iter().map(|w| made_of(w, b":0")).collect();
         let trie = TokTrie::from(&TokRxInfo::new(vocab as u32, eos), &words);
-        let closing = Arc::new(Closing { words, quotes, brackets, fillers });
+        let closing = Arc::new(Closing { words, quotes, brackets, fillers, eos });
         let env: llguidance::toktrie::TokEnv = Arc::new(Env { trie, tokenizer: tokenizer.clone() });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| FormatError::Unsupported(e.to_string()))?;
         factory.quiet();
@@ -98,15 +108,46 @@ impl Structured {
                 || serde_json::json!({"whitespace_flexible": false, "item_separator": ", ", "key_separator": ": "}),
             );
         }
-        let parser = self
-            .factory
-            .create_parser(TopLevelGrammar::from_json_schema(schema))
-            .map_err(|e| FormatError::Unsupported(e.to_string()))?;
+        Ok(Arc::new(self.grammar(TopLevelGrammar::from_json_schema(schema))?))
+    }
+
+    /// Compiles an answer that calls `functions` as `choice` demands, in `family`'s format; errors name
+    /// what in a function's parameters cannot be served.
+    pub fn compile_calls(
+        &self,
+        family: &tools::Family,
+        functions: &[tools::FunctionSpec],
+        choice: &tools::CallChoice,
+        parallel: bool,
+    ) -> Result<hearth_engine::Constraint, FormatError> {
+        let all: Vec<&tools::FunctionSpec> = functions.iter().collect();
+        let lark = |functions: &[&tools::FunctionSpec], parallel, leading_space| {
+            TopLevelGrammar::from_lark(family.grammar(functions, parallel, leading_space))
+        };
+        match choice {
+            tools::CallChoice::Required => Ok(Arc::new(self.grammar(lark(&all, parallel, false))?)),
+            tools::CallChoice::Function(name) => {
+                let named: Vec<&tools::FunctionSpec> = all.into_iter().filter(|f| &f.name == name).collect();
+                if named.is_empty() {
+                    return Err(FormatError::Unsupported(format!("no function is named `{name}`")));
+                }
+                Ok(Arc::new(self.grammar(lark(&named, false, false))?))
+            }
+            tools::CallChoice::Auto => {
+                let calls = self.grammar(lark(&all, parallel, true))?;
+                Ok(Arc::new(lazy::LazyCalls::new(calls, family.trigger())))
+            }
+        }
+    }
+
+    /// Compiles one grammar.
+    fn grammar(&self, grammar: TopLevelGrammar) -> Result<Compiled, FormatError> {
+        let parser = self.factory.create_parser(grammar).map_err(|e| FormatError::Unsupported(e.to_string()))?;
         let matcher = Matcher::new(Ok(parser));
         if let Some(error) = matcher.get_error() {
             return Err(FormatError::Unsupported(error));
         }
-        Ok(Arc::new(Compiled { matcher, closing: self.closing.clone() }))
+        Ok(Compiled { matcher, closing: self.closing.clone() })
     }
 }
 
@@ -141,14 +182,21 @@ impl std::fmt::Debug for Compiled {
     }
 }
 
-impl ConstraintSpec for Compiled {
-    fn start(&self) -> Box<dyn TokenConstraint> {
-        Box::new(Following {
+impl Compiled {
+    /// A sequence at the start of the output.
+    fn follow(&self) -> Following {
+        Following {
             matcher: self.matcher.deep_clone(),
             closing: self.closing.clone(),
             in_string: false,
             escaped: false,
-        })
+        }
+    }
+}
+
+impl ConstraintSpec for Compiled {
+    fn start(&self) -> Box<dyn TokenConstraint> {
+        Box::new(self.follow())
     }
 }
 
@@ -162,14 +210,24 @@ struct Following {
 }
 
 impl TokenConstraint for Following {
-    /// Near the end of the token budget, only tokens that close the output are allowed: inside a string its
-    /// closing quote, outside one a closing bracket, else a colon or a minimal value, else whatever the
-    /// grammar forces. No new keys or items start, so the output completes in time.
+    /// Near the end of the token budget, only tokens that close the output are allowed: the end itself
+    /// where it may come (no further call starts), inside a string its closing quote, outside one a closing
+    /// bracket, else a colon or a minimal value, else whatever the grammar forces. No new keys or items
+    /// start, so the output completes in time.
     fn mask(&mut self, logits: &mut [f32], remaining: usize) -> Result<(), String> {
         let allowed = self.matcher.compute_mask_or_eos().map_err(|e| e.to_string())?;
         let allowed = |id: usize| id < allowed.len() && allowed.get(id);
         let any = |set: &[bool]| (0..logits.len()).any(|id| allowed(id) && set.get(id) == Some(&true));
         let c = &self.closing;
+        let eos = c.eos as usize;
+        if remaining <= CLOSING_BUDGET && allowed(eos) {
+            for (id, logit) in logits.iter_mut().enumerate() {
+                if id != eos {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+            return Ok(());
+        }
         let narrowed: Option<&[bool]> = match remaining <= CLOSING_BUDGET {
             false => None,
             true if self.in_string => any(&c.quotes).then_some(&c.quotes),
@@ -235,8 +293,12 @@ mod tests {
 
     /// Follows the constraint greedily, always taking the lowest allowed id that is not the end token.
     fn follow(structured: &Structured, format: &OutputFormat, steps: usize) -> (String, bool) {
+        follow_constraint(&structured.compile(format).unwrap(), steps)
+    }
+
+    fn follow_constraint(constraint: &hearth_engine::Constraint, steps: usize) -> (String, bool) {
         let (tokenizer, end) = tokenizer();
-        let mut constraint = structured.compile(format).unwrap().start();
+        let mut constraint = constraint.start();
         let mut ids = Vec::new();
         for _ in 0..steps {
             let mut logits = vec![0.0; tokenizer.vocab_size()];
@@ -252,6 +314,118 @@ mod tests {
             }
         }
         (tokenizer.decode(&ids).unwrap(), false)
+    }
+
+    fn functions() -> Vec<tools::FunctionSpec> {
+        let city = serde_json::json!({
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 4}},
+            "required": ["city"],
+            "additionalProperties": false
+        });
+        let now = serde_json::json!({"type": "object", "properties": {}, "additionalProperties": false});
+        vec![
+            tools::FunctionSpec { name: "weather".into(), description: None, parameters: city },
+            tools::FunctionSpec { name: "now".into(), description: Some("The time.".into()), parameters: now },
+        ]
+    }
+
+    /// The calls in `text`, as the family's parser reads them.
+    fn calls(family: tools::Family, text: &str) -> Vec<(String, serde_json::Value)> {
+        let mut parser = family.parser();
+        let mut events = parser.push(text);
+        events.extend(parser.finish());
+        let mut calls: Vec<(String, String)> = Vec::new();
+        for event in events {
+            match event {
+                tools::ToolEvent::Call { name, .. } => calls.push((name, String::new())),
+                tools::ToolEvent::Arguments { index, text } => calls[index].1.push_str(&text),
+                tools::ToolEvent::Content(text) => panic!("content {text:?} in {text:?}"),
+            }
+        }
+        calls.into_iter().map(|(name, args)| (name, serde_json::from_str(&args).unwrap())).collect()
+    }
+
+    #[test]
+    fn required_calls_parse_and_follow_their_schema() {
+        let (tokenizer, end) = tokenizer();
+        let structured = Structured::new(&tokenizer, end).unwrap();
+        for family in [tools::hermes::HERMES, tools::llama3::LLAMA3_JSON] {
+            let constraint =
+                structured.compile_calls(&family, &functions(), &tools::CallChoice::Required, false).unwrap();
+            let (text, complete) = follow_constraint(&constraint, 200);
+            assert!(complete, "{text:?}");
+            let calls = calls(family, &text);
+            assert_eq!(calls.len(), 1, "{text}");
+            match calls[0].0.as_str() {
+                "weather" => assert!(calls[0].1["city"].as_str().is_some_and(|c| c.len() <= 4), "{text}"),
+                "now" => assert_eq!(calls[0].1, serde_json::json!({}), "{text}"),
+                other => panic!("unknown function {other} in {text}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_named_function_is_the_one_called() {
+        let (tokenizer, end) = tokenizer();
+        let structured = Structured::new(&tokenizer, end).unwrap();
+        let choice = tools::CallChoice::Function("weather".into());
+        let constraint = structured.compile_calls(&tools::hermes::HERMES, &functions(), &choice, true).unwrap();
+        let (text, complete) = follow_constraint(&constraint, 200);
+        assert!(complete, "{text:?}");
+        assert_eq!(calls(tools::hermes::HERMES, &text)[0].0, "weather", "{text}");
+        let unknown = tools::CallChoice::Function("nope".into());
+        assert!(structured.compile_calls(&tools::hermes::HERMES, &functions(), &unknown, true).is_err());
+    }
+
+    #[test]
+    fn auto_leaves_text_free_and_constrains_a_call_once_it_starts() {
+        let (tokenizer, end) = tokenizer();
+        let structured = Structured::new(&tokenizer, end).unwrap();
+        let spec =
+            structured.compile_calls(&tools::hermes::HERMES, &functions(), &tools::CallChoice::Auto, true).unwrap();
+        let id = |text: &str| tokenizer.encode_text(text).unwrap();
+        let free = |constraint: &mut Box<dyn TokenConstraint>| {
+            let mut logits = vec![0.0; tokenizer.vocab_size()];
+            constraint.mask(&mut logits, 100).unwrap();
+            logits.iter().all(|l| l.is_finite())
+        };
+
+        let mut text = spec.start();
+        for token in id("<tx") {
+            assert!(free(&mut text));
+            assert!(!text.commit(token).unwrap());
+        }
+        assert!(free(&mut text), "a text answer is never masked");
+
+        let mut call = spec.start();
+        for token in id(" <tool_call>") {
+            assert!(free(&mut call), "undecided until the trigger is complete");
+            call.commit(token).unwrap();
+        }
+        let mut logits = vec![0.0; tokenizer.vocab_size()];
+        call.mask(&mut logits, 100).unwrap();
+        let allowed: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
+        assert_eq!(tokenizer.decode(&allowed).unwrap(), "\n", "after the trigger the grammar leads");
+    }
+
+    #[test]
+    fn near_the_budget_no_further_call_starts() {
+        let (tokenizer, end) = tokenizer();
+        let structured = Structured::new(&tokenizer, end).unwrap();
+        let spec =
+            structured.compile_calls(&tools::hermes::HERMES, &functions(), &tools::CallChoice::Required, true).unwrap();
+        let mut constraint = spec.start();
+        for token in tokenizer.encode_text("<tool_call>\n{\"name\": \"now\", \"arguments\": {}}\n</tool_call>").unwrap()
+        {
+            constraint.commit(token).unwrap();
+        }
+        let mut logits = vec![0.0; tokenizer.vocab_size()];
+        constraint.mask(&mut logits, 100).unwrap();
+        assert!(logits[end as usize].is_finite() && logits.iter().filter(|l| l.is_finite()).count() > 1);
+        constraint.mask(&mut logits, 10).unwrap();
+        assert_eq!(logits.iter().filter(|l| l.is_finite()).count(), 1, "only the end is left");
+        assert!(logits[end as usize].is_finite());
     }
 
     #[test]
