@@ -118,8 +118,8 @@ async fn validation_errors_name_the_field() {
         (json!({"model": MODEL, "messages": user("a"), "n": 17}), Some("n")),
         (json!({"model": MODEL, "messages": user("a"), "response_format": {"type": "yaml"}}), Some("response_format")),
         (
-            json!({"model": MODEL, "messages": user("a"), "tools": [{"type": "function", "function": {"name": "f"}}]}),
-            Some("tools"),
+            json!({"model": MODEL, "messages": user("a"), "tools": [{"type": "function", "function": {"name": "f g"}}]}),
+            Some("tools[0].function.name"),
         ),
         (json!({"model": MODEL}), Some("messages")),
         (json!({"model": MODEL, "messages": user("a"), "temperature": "hot"}), None),
@@ -156,12 +156,15 @@ async fn unknown_model_and_route_are_404_error_objects() {
 
 #[tokio::test]
 async fn context_overflow_reports_the_counts() {
-    let (status, body, _) = chat(json!({"model": MODEL, "messages": user("hello"), "max_tokens": 600})).await;
+    let (status, body, _) = chat(json!({"model": MODEL, "messages": user("hello"), "max_tokens": 1100})).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, Some("max_tokens"));
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("512") && message.contains("623") && message.contains("23 in the messages"), "{message}");
-    let long = "a".repeat(600);
+    assert!(
+        message.contains("1024") && message.contains("1123") && message.contains("23 in the messages"),
+        "{message}"
+    );
+    let long = "a".repeat(1100);
     let (status, body, _) = chat(json!({"model": MODEL, "messages": user(&long)})).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, Some("messages"));
 }

@@ -4,6 +4,7 @@
 //! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
+//! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.
 //! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
 //!   Python SDK (`tests/sdk/*.py`).
 
@@ -12,4 +13,5 @@ mod kv;
 mod operations;
 mod reference;
 mod sdk;
+mod tools;
 mod util;

@@ -48,12 +48,10 @@ fn chat_template_renders_like_llama_cpp() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| PromptMessage {
-                role: m["role"].as_str().unwrap().into(),
-                content: m["content"].as_str().unwrap().into(),
-            })
+            .map(|m| PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
-        let rendered = served.template.render(&messages, case["add_generation_prompt"].as_bool().unwrap()).unwrap();
+        let rendered =
+            served.template.render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap()).unwrap();
         assert_eq!(rendered.text, case["prompt"].as_str().unwrap());
         assert_eq!(served.tokenizer.encode_prompt(&rendered).unwrap(), ids(&case["prompt_ids"]));
     }

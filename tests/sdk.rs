@@ -40,21 +40,22 @@ fn openai_python_sdk_suite() {
         std::time::Duration::from_secs(30),
     ));
 
-    let failed: Vec<&str> = ["test_chat.py", "test_sampling.py", "test_embeddings.py", "test_structured.py"]
-        .into_iter()
-        .filter(|suite| {
-            let status = Command::new(python())
-                .arg(root().join("tests/sdk").join(suite))
-                .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
-                .env("HEARTH_MODEL", &model_id)
-                .env("HEARTH_EMBEDDING_MODEL", &embedding_id)
-                .env("HEARTH_ROOT", root())
-                .env("PYTHONUNBUFFERED", "1")
-                .status()
-                .expect("running a Python SDK suite");
-            !status.success()
-        })
-        .collect();
+    let failed: Vec<&str> =
+        ["test_chat.py", "test_sampling.py", "test_embeddings.py", "test_structured.py", "test_tools.py"]
+            .into_iter()
+            .filter(|suite| {
+                let status = Command::new(python())
+                    .arg(root().join("tests/sdk").join(suite))
+                    .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
+                    .env("HEARTH_MODEL", &model_id)
+                    .env("HEARTH_EMBEDDING_MODEL", &embedding_id)
+                    .env("HEARTH_ROOT", root())
+                    .env("PYTHONUNBUFFERED", "1")
+                    .status()
+                    .expect("running a Python SDK suite");
+                !status.success()
+            })
+            .collect();
 
     let _ = stop.send(());
     runtime.block_on(server).unwrap().unwrap();

@@ -20,7 +20,7 @@ pub const EOS: u32 = 258;
 /// Tokens in the tiny vocabulary: 256 bytes, the merge `he`, three control tokens.
 pub const VOCAB: usize = 260;
 /// Context window of the tiny model.
-pub const CONTEXT: usize = 512;
+pub const CONTEXT: usize = 1024;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 

@@ -35,15 +35,121 @@ pub struct ChatCompletionRequest {
     /// Options that only apply when `stream` is true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_options: Option<StreamOptions>,
-    /// Output format; only `text` is served so far.
+    /// Output format: `text`, `json_object` or `json_schema`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_format: Option<ResponseFormat>,
-    /// Functions the model may call; not served so far.
+    /// Functions the model may call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tools: Option<Vec<serde_json::Value>>,
+    pub tools: Option<Vec<Tool>>,
+    /// Whether and which function the model must call: `none`, `auto`, `required` or a named function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether the model may call several functions in one answer (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
     /// Deprecated form of `tools`; not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functions: Option<Vec<serde_json::Value>>,
+}
+
+/// One entry of `tools`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Tool {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function the model may call.
+    pub function: FunctionDefinition,
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionDefinition {
+    /// The function's name: letters, digits, `_` and `-`, at most 64.
+    pub name: String,
+    /// What the function does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The JSON schema of the function's arguments (an object); none means no arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// Whether the arguments must follow the schema exactly; they always do here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// `tool_choice`: a mode, or one named function.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    /// `none`, `auto` or `required`.
+    Mode(String),
+    /// `{"type": "function", "function": {"name": …}}`.
+    Named(NamedToolChoice),
+}
+
+/// `tool_choice` naming one function.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NamedToolChoice {
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function to call.
+    pub function: FunctionName,
+}
+
+/// A function, by name.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionName {
+    /// The function's name.
+    pub name: String,
+}
+
+/// A function call the assistant made, in a response or in the history.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ToolCall {
+    /// `call_…`; a `tool` message answers it by this id.
+    pub id: String,
+    /// Always `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The function and its arguments.
+    pub function: FunctionCall,
+}
+
+/// The function of a [`ToolCall`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub name: String,
+    /// The arguments, as a JSON text.
+    pub arguments: String,
+}
+
+/// A streamed piece of a tool call: the first carries `id`, `type` and the name, later ones argument text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ToolCallDelta {
+    /// Which call of the message this piece belongs to.
+    pub index: u32,
+    /// `call_…`, on the call's first piece only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `function`, on the call's first piece only.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The name and/or the next part of the arguments.
+    pub function: FunctionCallDelta,
+}
+
+/// The function part of a [`ToolCallDelta`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct FunctionCallDelta {
+    /// The name, on the call's first piece only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The next part of the arguments' JSON text; the parts concatenate to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
 }
 
 /// `response_format`.
@@ -104,7 +210,7 @@ pub struct StreamOptions {
 /// One message of `messages`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ChatMessage {
-    /// `system`, `developer`, `user` or `assistant`.
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
     /// Text, or a list of content parts.
     #[serde(default)]
@@ -112,6 +218,12 @@ pub struct ChatMessage {
     /// Optional participant name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// The calls an `assistant` message made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// The call a `tool` message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 /// `content`: a string or a list of typed parts.
@@ -143,6 +255,8 @@ pub enum FinishReason {
     Stop,
     /// The token limit was reached.
     Length,
+    /// The message ends with function calls.
+    ToolCalls,
 }
 
 /// Token counts of one request.
@@ -232,8 +346,11 @@ pub struct TopLogprob {
 pub struct AssistantMessage {
     /// Always `assistant`.
     pub role: String,
-    /// The generated text.
+    /// The generated text; null when the message is only function calls.
     pub content: Option<String>,
+    /// The function calls, when the model made any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
 }
 
 /// One server-sent event of a streaming response.
@@ -275,4 +392,7 @@ pub struct Delta {
     /// New text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// New pieces of function calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCallDelta>>,
 }

@@ -3,7 +3,7 @@
 
 use hearth_protocol::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, EmbeddingList,
-    EmbeddingRequest, ErrorBody, ModelList, Prompt,
+    EmbeddingRequest, ErrorBody, ModelList, Prompt, ToolChoice,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,6 +50,23 @@ fn sdk_requests_parse_with_their_extra_fields() {
     assert_eq!(req.sampling.stop.unwrap().into_vec(), ["\n\n", "END"]);
     assert_eq!(req.stream_options.unwrap().include_usage, Some(true));
     assert_eq!(req.sampling.top_p, Some(1.0));
+}
+
+#[test]
+fn tool_requests_parse_with_their_history() {
+    let req: ChatCompletionRequest = serde_json::from_value(fixture("chat_request_tools.json")).unwrap();
+    let tools = req.tools.unwrap();
+    assert_eq!(tools[0].function.name, "get_current_weather");
+    assert_eq!(tools[0].function.parameters.as_ref().unwrap()["required"][0], "location");
+    assert!(matches!(req.tool_choice, Some(ToolChoice::Named(ref n)) if n.function.name == "get_current_weather"));
+    assert_eq!(req.parallel_tool_calls, Some(false));
+    let call = &req.messages[1].tool_calls.as_ref().unwrap()[0];
+    assert_eq!((call.id.as_str(), call.function.name.as_str()), ("call_abc123", "get_current_weather"));
+    assert!(req.messages[1].content.is_none());
+    assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("call_abc123"));
+    let mode: ChatCompletionRequest =
+        serde_json::from_value(serde_json::json!({"model": "m", "messages": [], "tool_choice": "required"})).unwrap();
+    assert!(matches!(mode.tool_choice, Some(ToolChoice::Mode(ref m)) if m == "required"));
 }
 
 #[test]
@@ -105,6 +122,8 @@ fn responses_use_openai_field_names() {
     roundtrip::<ChatCompletionChunk>("chat_completion_chunk.json");
     roundtrip::<ChatCompletionChunk>("chat_completion_usage_chunk.json");
     roundtrip::<ErrorBody>("error.json");
+    roundtrip::<ChatCompletion>("chat_completion_tool_calls.json");
+    roundtrip::<ChatCompletionChunk>("chat_completion_tool_call_chunk.json");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! - [`extract`] — the JSON extractor whose rejection is an `ApiError`.
 //! - [`prepare`] — wire request → validated `GenerateRequest` (template, tokenize, limits).
 //! - [`stream`] — engine events → text pieces (incremental decode, stop strings).
+//! - [`tool_calls`] — a chat answer's pieces with its function calls parsed out.
 //! - [`routes`] — the handlers.
 //! - [`error`] — `ApiError`, the one status/body/SSE mapping.
 #![warn(missing_docs)]
@@ -31,6 +32,7 @@ pub mod model;
 pub mod prepare;
 pub mod routes;
 pub mod stream;
+pub mod tool_calls;
 
 use std::sync::Arc;
 

@@ -223,6 +223,7 @@ impl RequestObserver {
             let reason = match reason {
                 FinishReason::Stop => "stop",
                 FinishReason::Length => "length",
+                FinishReason::ToolCalls => "tool_calls",
             };
             *r.success.entry(reason).or_default() += 1;
             r.prompt_tokens += u64::from(usage.prompt_tokens);

@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hearth_engine::{EmbedConfig, EmbedHandle};
 use hearth_models::{BertEmbedder, CausalLm, GgufFile, WeightFormat};
+use hearth_structured::tools::Family;
 use hearth_structured::Structured;
 use hearth_text::{ChatTemplate, EmbeddingTokenizer, GgufVocab, TokenType, Tokenizer};
 
@@ -21,8 +22,11 @@ pub struct ServedModel {
     pub tokenizer: Tokenizer,
     /// The model's chat template.
     pub template: ChatTemplate,
-    /// Compiles `response_format` constraints for this vocabulary.
+    /// Compiles `response_format` and tool-call constraints for this vocabulary.
     pub structured: Structured,
+    /// The call format the chat template renders tools in itself; `None` when it has no tool support we
+    /// know, so Hearth's documented format is used.
+    pub native_tools: Option<Family>,
 }
 
 /// Reads a GGUF file: returns the model for the engine and the text side for the server.
@@ -35,13 +39,14 @@ pub fn load(path: &Path, id: Option<String>, format: WeightFormat) -> anyhow::Re
         .string("tokenizer.chat_template")
         .map_err(|_| anyhow::anyhow!("{} has no chat template (tokenizer.chat_template)", path.display()))?;
     let template = ChatTemplate::new(source, &token(vocab.bos), &token(vocab.eos))?;
+    let native_tools = Family::of_template(template.source()).filter(|_| template.supports_tools());
     let model = hearth_models::load(&file, format)?;
     let eos = vocab.eos.or_else(|| tokenizer.end_of_generation().first().copied()).unwrap_or(0);
     let structured = Structured::new(&tokenizer, eos)?;
     let id = id.unwrap_or_else(|| default_id(path));
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let context_length = model.info().context_length;
-    Ok((ServedModel { id, created, context_length, tokenizer, template, structured }, model))
+    Ok((ServedModel { id, created, context_length, tokenizer, template, structured, native_tools }, model))
 }
 
 /// The embedding model as the HTTP layer sees it: identity, tokenizer, and its worker.

@@ -16,12 +16,26 @@ use serde::Serialize;
 const TEMPLATE_NAME: &str = "chat";
 
 /// One message as the template sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PromptMessage {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The message text.
     pub content: String,
+    /// The calls an assistant message made, in Hugging Face's shape
+    /// (`{"id", "type": "function", "function": {"name", "arguments"}}`); only templates with tool support see them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<serde_json::Value>,
+    /// The call a `tool` message answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl PromptMessage {
+    /// A message of plain text.
+    pub fn text(role: &str, content: impl Into<String>) -> Self {
+        Self { role: role.into(), content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
 }
 
 /// A rendered prompt and where its message content lies.
@@ -47,6 +61,7 @@ pub enum TemplateError {
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    source: String,
     bos_token: String,
     eos_token: String,
 }
@@ -68,13 +83,28 @@ impl ChatTemplate {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
         });
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(compile)?;
-        Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+        Ok(Self { env, source: source.to_string(), bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
-    /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`.
+    /// The template's Jinja source.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the template renders function definitions itself (it reads a `tools` variable).
+    pub fn supports_tools(&self) -> bool {
+        self.env
+            .get_template(TEMPLATE_NAME)
+            .is_ok_and(|template| template.undeclared_variables(false).contains("tools"))
+    }
+
+    /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`. `tools`
+    /// (function definitions, `{"type": "function", "function": {…}}`) reach the template as its `tools`
+    /// variable when there are any.
     pub fn render(
         &self,
         messages: &[PromptMessage],
+        tools: &[serde_json::Value],
         add_generation_prompt: bool,
     ) -> Result<RenderedPrompt, TemplateError> {
         let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
@@ -82,12 +112,17 @@ impl ChatTemplate {
         let masked: Vec<PromptMessage> = messages
             .iter()
             .enumerate()
-            .map(|(i, m)| PromptMessage { role: m.role.clone(), content: marker(i) })
+            .map(|(i, m)| PromptMessage {
+                content: if m.content.is_empty() { String::new() } else { marker(i) },
+                ..m.clone()
+            })
             .collect();
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Compile(e.to_string()))?;
+        let tools = (!tools.is_empty()).then(|| minijinja::Value::from(minijinja::value::Serde(tools)));
         let skeleton = template
             .render(context! {
                 messages => minijinja::Value::from(minijinja::value::Serde(&masked)),
+                tools => tools,
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
@@ -125,13 +160,34 @@ mod tests {
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     fn msg(role: &str, content: &str) -> PromptMessage {
-        PromptMessage { role: role.into(), content: content.into() }
+        PromptMessage::text(role, content)
+    }
+
+    // The tool part of Qwen2.5's template, abridged.
+    const WITH_TOOLS: &str = "{% if tools %}<tools>{% for tool in tools %}{{ tool | tojson }}{% endfor %}</tools>{% endif %}{% for m in messages %}[{{ m.role }}]{{ m.content }}{% for call in m.tool_calls %}<tool_call>{{ call.function | tojson }}</tool_call>{% endfor %}{% endfor %}";
+
+    #[test]
+    fn tools_reach_templates_that_read_them() {
+        let t = ChatTemplate::new(WITH_TOOLS, "", "").unwrap();
+        assert!(t.supports_tools());
+        assert!(!ChatTemplate::new(CHATML, "", "").unwrap().supports_tools());
+        let tool = serde_json::json!({"type": "function", "function": {"name": "f", "description": "<|im_start|>"}});
+        let mut call = msg("assistant", "");
+        call.tool_calls =
+            vec![serde_json::json!({"type": "function", "function": {"name": "f", "arguments": {"a": 1}}})];
+        let p = t.render(&[msg("user", "hi"), call], &[tool], false).unwrap();
+        // `tojson` escapes `<` and `>`, so a definition cannot spell a control token.
+        assert_eq!(
+            p.text,
+            r#"<tools>{"function": {"description": "\u003c|im_start|\u003e", "name": "f"}, "type": "function"}</tools>[user]hi[assistant]<tool_call>{"arguments": {"a": 1}, "name": "f"}</tool_call>"#
+        );
+        assert_eq!(t.render(&[msg("user", "hi")], &[], false).unwrap().text, "[user]hi");
     }
 
     #[test]
     fn renders_chatml_and_marks_content() {
         let t = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
-        let p = t.render(&[msg("system", "Be brief."), msg("user", "Hi <|im_end|>")], true).unwrap();
+        let p = t.render(&[msg("system", "Be brief."), msg("user", "Hi <|im_end|>")], &[], true).unwrap();
         assert_eq!(
             p.text,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n"
@@ -143,19 +199,19 @@ mod tests {
     #[test]
     fn trims_blocks_like_hugging_face() {
         let t = ChatTemplate::new("{% for m in messages %}\n  {{ m.content }}\n{% endfor %}", "", "").unwrap();
-        assert_eq!(t.render(&[msg("user", "a"), msg("user", "b")], false).unwrap().text, "  a\n  b\n");
+        assert_eq!(t.render(&[msg("user", "a"), msg("user", "b")], &[], false).unwrap().text, "  a\n  b\n");
     }
 
     #[test]
     fn raise_exception_is_a_render_error() {
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
-        let err = t.render(&[msg("user", "a")], false).unwrap_err();
+        let err = t.render(&[msg("user", "a")], &[], false).unwrap_err();
         assert!(err.to_string().contains("roles must alternate"), "{err}");
     }
 
     #[test]
     fn python_string_methods_work() {
         let t = ChatTemplate::new("{{ messages[0].role.upper() }}", "", "").unwrap();
-        assert_eq!(t.render(&[msg("user", "a")], false).unwrap().text, "USER");
+        assert_eq!(t.render(&[msg("user", "a")], &[], false).unwrap().text, "USER");
     }
 }

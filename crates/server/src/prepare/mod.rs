@@ -1,12 +1,20 @@
 //! Parse, don't validate: the only way from a wire request to an engine request.
+//!
+//! # Layout
+//! - this file — every endpoint's checks, templating and tokenizing, and the length limits.
+//! - [`tools`] — `tools`, `tool_choice` and tool history.
+
+mod tools;
 
 use hearth_engine::{GenerateRequest, SamplingParams};
 use hearth_protocol::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest, JsonSchemaFormat, MessageContent, Prompt,
     ResponseFormat, SamplingOptions, TokenizeRequest,
 };
+use hearth_structured::tools::Family;
 use hearth_structured::OutputFormat;
 use hearth_text::PromptMessage;
+use tools::ToolStyle;
 
 use crate::error::ApiError;
 use crate::model::{ServedEmbedder, ServedModel};
@@ -27,6 +35,8 @@ pub struct PreparedChat {
     pub generate: GenerateRequest,
     /// What the response writer needs.
     pub output: OutputOptions,
+    /// The format to parse function calls in, when the request offers functions.
+    pub calls: Option<Family>,
 }
 
 /// A validated legacy completion request: one engine request per prompt.
@@ -61,11 +71,7 @@ pub fn chat(
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedChat, ApiError> {
     check_model(Some(&req.model), model)?;
-    for (param, list) in [("tools", &req.tools), ("functions", &req.functions)] {
-        if list.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(ApiError::invalid(param, format!("`{param}` (function calling) is not supported yet")));
-        }
-    }
+    let tool_use = tools::tool_use(req, model)?;
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (true, top) => Some(int_range("top_logprobs", top, 0, MAX_TOP_LOGPROBS)?.unwrap_or(0)),
         (false, Some(_)) => {
@@ -81,18 +87,38 @@ pub fn chat(
         (None, None) => None,
     };
 
-    let messages = prompt_messages(&req.messages)?;
-    let rendered = model.template.render(&messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let style = ToolStyle::of(model);
+    let mut messages = prompt_messages(&req.messages, style)?;
+    let mut definitions = Vec::new();
+    if let Some(tool_use) = &tool_use {
+        if style.native {
+            definitions = tool_use.functions.iter().map(|f| f.definition()).collect();
+        } else {
+            tools::announce(&mut messages, style, &tool_use.functions);
+        }
+    }
+    let rendered = model
+        .template
+        .render(&messages, &definitions, true)
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
     let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
     let max_tokens = limits.budget(prompt.len(), max_tokens, "messages", None)?;
     let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
-    let constraint = output_format(req.response_format.as_ref())?
-        .map(|format| model.structured.compile(&format))
-        .transpose()
-        .map_err(|e| ApiError::invalid("response_format", format!("`response_format` cannot be served: {e}")))?;
+    let (constraint, calls) = match tool_use {
+        Some(tool_use) => (Some(tool_use.constraint), Some(tool_use.family)),
+        None => {
+            let constraint = output_format(req.response_format.as_ref())?
+                .map(|format| model.structured.compile(&format))
+                .transpose()
+                .map_err(|e| {
+                    ApiError::invalid("response_format", format!("`response_format` cannot be served: {e}"))
+                })?;
+            (constraint, None)
+        }
+    };
     let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling, stop_tokens, constraint };
-    Ok(PreparedChat { generate, output })
+    Ok(PreparedChat { generate, output, calls })
 }
 
 /// The structured output a `response_format` demands; `None` for free text.
@@ -247,10 +273,10 @@ pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, 
         }
         (Some(prompt), None) => tokenizer.encode_with_control(prompt).map_err(internal),
         (None, Some(messages)) => {
-            let messages = prompt_messages(messages)?;
+            let messages = prompt_messages(messages, ToolStyle::of(model))?;
             let rendered = model
                 .template
-                .render(&messages, req.add_generation_prompt.unwrap_or(true))
+                .render(&messages, &[], req.add_generation_prompt.unwrap_or(true))
                 .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
             tokenizer.encode_prompt(&rendered).map_err(internal)
         }
@@ -436,8 +462,8 @@ fn int_range(param: &str, value: Option<i64>, min: i64, max: i64) -> Result<Opti
     }
 }
 
-/// The conversation as the template sees it.
-fn prompt_messages(messages: &[ChatMessage]) -> Result<Vec<PromptMessage>, ApiError> {
+/// The conversation as the template sees it, tool calls and results written in `style`.
+fn prompt_messages(messages: &[ChatMessage], style: ToolStyle) -> Result<Vec<PromptMessage>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid("messages", "`messages` must contain at least one message"));
     }
@@ -445,24 +471,21 @@ fn prompt_messages(messages: &[ChatMessage]) -> Result<Vec<PromptMessage>, ApiEr
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                "system" | "developer" => "system",
-                "user" => "user",
-                "assistant" => "assistant",
-                "tool" | "function" => {
-                    return Err(ApiError::invalid(
-                        format!("messages[{i}].role"),
-                        format!("role `{}` is not supported yet", m.role),
-                    ))
-                }
-                other => {
-                    return Err(ApiError::invalid(
-                        format!("messages[{i}].role"),
-                        format!("unknown role `{other}`; expected one of system, developer, user, assistant"),
-                    ))
-                }
-            };
-            Ok(PromptMessage { role: role.into(), content: content_text(i, m)? })
+            let content = content_text(i, m)?;
+            match m.role.as_str() {
+                "system" | "developer" => Ok(PromptMessage::text("system", content)),
+                "user" => Ok(PromptMessage::text("user", content)),
+                "assistant" => tools::assistant_calls(i, m, content, style),
+                "tool" => tools::tool_result(i, m, content, style),
+                "function" => Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    "role `function` is deprecated and not served; use `tool` messages",
+                )),
+                other => Err(ApiError::invalid(
+                    format!("messages[{i}].role"),
+                    format!("unknown role `{other}`; expected one of system, developer, user, assistant, tool"),
+                )),
+            }
         })
         .collect()
 }

@@ -11,7 +11,8 @@ use axum::Json;
 use futures::{Stream, StreamExt};
 use hearth_protocol::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChoiceLogprobs,
-    ChunkChoice, Delta, FinishReason, TokenLogprob, TopLogprob, Usage,
+    ChunkChoice, Delta, FinishReason, FunctionCall, FunctionCallDelta, TokenLogprob, ToolCall, ToolCallDelta,
+    TopLogprob, Usage,
 };
 
 use crate::app::AppState;
@@ -20,9 +21,10 @@ use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::prepare::{self, OutputOptions};
 use crate::routes::generation::{
-    done_event, json_event, prepare_blocking, sse_response, submit, token_text, PieceStream, ResponseMeta,
+    done_event, json_event, prepare_blocking, sse_response, submit, token_text, ResponseMeta,
 };
 use crate::stream::{Piece, TokenInfo};
+use crate::tool_calls::{chat_pieces, ChatPiece};
 
 /// The handler.
 pub async fn create(
@@ -40,7 +42,7 @@ pub async fn create(
     let prepared = prepare_blocking(move || prepare::chat(&req, &model, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = submit(&state, key, arrived, prepared.generate, &output)?;
+    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.calls, output.n);
     let meta = ResponseMeta::new("chatcmpl", &state.model.id);
     if output.stream {
         Ok(sse_response(sse_events(state, pieces, meta, &output)))
@@ -68,33 +70,59 @@ fn logprobs_of(state: &AppState, tokens: &[TokenInfo]) -> Vec<TokenLogprob> {
         .collect()
 }
 
+/// One choice's message while its pieces are folded.
+#[derive(Default)]
+struct Folded {
+    content: String,
+    calls: Vec<ToolCall>,
+    tokens: Vec<TokenLogprob>,
+    reason: Option<FinishReason>,
+}
+
+impl Folded {
+    /// The message: `content` is null when the message is only calls.
+    fn into_choice(self, index: usize, logprobs: bool) -> ChatChoice {
+        let content = (!self.content.is_empty() || self.calls.is_empty()).then_some(self.content);
+        let tool_calls = (!self.calls.is_empty()).then_some(self.calls);
+        ChatChoice {
+            index: index as u32,
+            message: AssistantMessage { role: "assistant".into(), content, tool_calls },
+            finish_reason: self.reason.unwrap_or(FinishReason::Stop),
+            logprobs: logprobs.then_some(ChoiceLogprobs { content: Some(self.tokens) }),
+        }
+    }
+}
+
 /// The non-streaming body: every piece, folded.
 async fn fold(
     state: &AppState,
-    mut pieces: PieceStream,
+    pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
     meta: ResponseMeta,
     output: &OutputOptions,
 ) -> Result<ChatCompletion, ApiError> {
     let (n, logprobs) = (output.n, output.logprobs.is_some());
-    let mut choices: Vec<(String, Vec<TokenLogprob>, Option<FinishReason>)> =
-        (0..n).map(|_| (String::new(), Vec::new(), None)).collect();
+    let mut choices: Vec<Folded> = (0..n).map(|_| Folded::default()).collect();
+    let mut pieces = std::pin::pin!(pieces);
     while let Some(piece) = pieces.next().await {
         match piece? {
-            Piece::Text { choice, text, tokens } => {
-                choices[choice].0.push_str(&text);
-                choices[choice].1.extend(logprobs_of(state, &tokens));
+            ChatPiece::Piece(Piece::Text { choice, text, tokens }) => {
+                choices[choice].content.push_str(&text);
+                choices[choice].tokens.extend(logprobs_of(state, &tokens));
             }
-            Piece::Finish { choice, reason } => choices[choice].2 = Some(reason),
-            Piece::Done { usage } => {
+            ChatPiece::Call { choice, id, name, .. } => choices[choice].calls.push(ToolCall {
+                id,
+                kind: "function".into(),
+                function: FunctionCall { name, arguments: String::new() },
+            }),
+            ChatPiece::Arguments { choice, index, text } => {
+                choices[choice].calls[index].function.arguments.push_str(&text);
+            }
+            ChatPiece::Piece(Piece::Finish { choice, reason }) => choices[choice].reason = Some(reason),
+            ChatPiece::Piece(Piece::Done { usage }) => {
                 let choices = choices
                     .into_iter()
                     .enumerate()
-                    .map(|(index, (content, tokens, reason))| ChatChoice {
-                        index: index as u32,
-                        message: AssistantMessage { role: "assistant".into(), content: Some(content) },
-                        finish_reason: reason.unwrap_or(FinishReason::Stop),
-                        logprobs: logprobs.then_some(ChoiceLogprobs { content: Some(tokens) }),
-                    })
+                    .map(|(index, folded)| folded.into_choice(index, logprobs))
                     .collect();
                 return Ok(ChatCompletion {
                     id: meta.id,
@@ -114,7 +142,7 @@ async fn fold(
 /// chunk, then `[DONE]`.
 fn sse_events(
     state: AppState,
-    pieces: PieceStream,
+    pieces: impl Stream<Item = Result<ChatPiece, ApiError>> + Send + 'static,
     meta: ResponseMeta,
     output: &OutputOptions,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
@@ -129,18 +157,30 @@ fn sse_events(
             usage: None,
         }
     };
-    let role = Delta { role: Some("assistant".into()), content: Some(String::new()) };
+    let role = Delta { role: Some("assistant".into()), content: Some(String::new()), tool_calls: None };
     let first: Vec<SseEvent> = (0..n).map(|i| json_event(&chunk(i, role.clone(), None, None))).collect();
+    let call = |delta: ToolCallDelta| Delta { tool_calls: Some(vec![delta]), ..Delta::default() };
     let body = pieces.flat_map(move |piece| {
         let events: Vec<SseEvent> = match piece {
-            Ok(Piece::Text { choice, text, tokens }) => {
+            Ok(ChatPiece::Piece(Piece::Text { choice, text, tokens })) => {
                 let lp = logprobs.then(|| ChoiceLogprobs { content: Some(logprobs_of(&state, &tokens)) });
-                vec![json_event(&chunk(choice, Delta { role: None, content: Some(text) }, None, lp))]
+                vec![json_event(&chunk(choice, Delta { content: Some(text), ..Delta::default() }, None, lp))]
             }
-            Ok(Piece::Finish { choice, reason }) => {
+            Ok(ChatPiece::Call { choice, index, id, name }) => {
+                let function = FunctionCallDelta { name: Some(name), arguments: Some(String::new()) };
+                let delta =
+                    ToolCallDelta { index: index as u32, id: Some(id), kind: Some("function".into()), function };
+                vec![json_event(&chunk(choice, call(delta), None, None))]
+            }
+            Ok(ChatPiece::Arguments { choice, index, text }) => {
+                let function = FunctionCallDelta { name: None, arguments: Some(text) };
+                let delta = ToolCallDelta { index: index as u32, id: None, kind: None, function };
+                vec![json_event(&chunk(choice, call(delta), None, None))]
+            }
+            Ok(ChatPiece::Piece(Piece::Finish { choice, reason })) => {
                 vec![json_event(&chunk(choice, Delta::default(), Some(reason), None))]
             }
-            Ok(Piece::Done { usage }) => {
+            Ok(ChatPiece::Piece(Piece::Done { usage })) => {
                 let mut events = Vec::new();
                 if include_usage {
                     events.push(json_event(&usage_chunk(&chunk(0, Delta::default(), None, None), usage)));
