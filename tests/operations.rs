@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use hearth_server::ServeOptions;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -212,7 +213,7 @@ async fn shutdown_during_streams(grace: Duration) -> Vec<String> {
             let _ = stopped.await;
             tokio::spawn(lifecycle.drain(grace));
         },
-        Duration::from_secs(30),
+        ServeOptions::plain(Duration::from_secs(30)),
     ));
     let mut streams = Vec::new();
     for _ in 0..4 {
@@ -286,7 +287,7 @@ fn zero_egress_child() {
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), std::future::pending(), Duration::from_secs(30)));
+        tokio::spawn(hearth_server::serve(listener, hearth_server::app(state), std::future::pending(), ServeOptions::plain(Duration::from_secs(30))));
         let body = json!({"model": model, "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 4}).to_string();
         let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
         let head = format!(
@@ -308,7 +309,12 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let app = hearth_server::app(tiny_state());
-    tokio::spawn(hearth_server::serve(listener, app, std::future::pending(), Duration::from_millis(300)));
+    tokio::spawn(hearth_server::serve(
+        listener,
+        app,
+        std::future::pending(),
+        ServeOptions::plain(Duration::from_millis(300)),
+    ));
     let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
     slow.write_all(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n").await.unwrap();
     let mut rest = Vec::new();

@@ -37,7 +37,7 @@ fn openai_python_sdk_suite() {
         async {
             let _ = stopped.await;
         },
-        std::time::Duration::from_secs(30),
+        hearth_server::ServeOptions::plain(std::time::Duration::from_secs(30)),
     ));
 
     let failed: Vec<&str> =

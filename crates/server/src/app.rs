@@ -13,9 +13,11 @@ use axum::Router;
 use hearth_engine::EngineHandle;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tower::util::option_layer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -152,16 +154,34 @@ async fn method_not_allowed(uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("method not allowed for {}", uri.path()))
 }
 
+/// How `serve` treats each accepted connection.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Time a client has to send a request's headers, and before that to finish its TLS handshake.
+    pub header_timeout: Duration,
+    /// Wraps every connection in TLS when set; plain HTTP when `None`.
+    pub tls: Option<TlsAcceptor>,
+}
+
+impl ServeOptions {
+    /// Plain HTTP with `header_timeout`.
+    pub fn plain(header_timeout: Duration) -> Self {
+        Self { header_timeout, tls: None }
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then lets open requests finish.
 ///
-/// A client must send a request's headers within `header_timeout`, or its connection is closed, so slow
-/// or idle clients cannot hold sockets (and file descriptors) forever.
+/// A client must finish its TLS handshake (when `options.tls` is set) and then send a request's headers,
+/// each within `options.header_timeout`, or its connection is closed, so slow or idle clients cannot
+/// hold sockets (and file descriptors) forever.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    header_timeout: Duration,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
+    let ServeOptions { header_timeout, tls } = options;
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -177,19 +197,36 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let connection = graceful.watch(connection);
+        // Taken before the handshake, so shutdown also waits for a connection still shaking hands.
+        let watcher = graceful.watcher();
+        let (app, tls) = (app.clone(), tls.clone());
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+            let Some(tls) = tls else {
+                return serve_connection(stream, app, watcher, header_timeout).await;
+            };
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, app, watcher, header_timeout).await,
+                Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Serves HTTP/1.1 on one connection (plain or already TLS) until it closes or shutdown drains it.
+async fn serve_connection<S>(stream: S, app: Router, watcher: Watcher, header_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    if let Err(error) = watcher.watch(connection).await {
+        tracing::debug!(%error, "connection ended with an error");
+    }
 }
 
 /// 24 random alphanumerics, for response ids.

@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "HEARTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls-key [default: plain HTTP].
+    #[arg(long, env = "HEARTH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1); needs --tls-cert.
+    #[arg(long, env = "HEARTH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
     /// Log format [default: text].
     #[arg(long, env = "HEARTH_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
@@ -180,6 +186,8 @@ struct FileServer {
     request_timeout_seconds: Option<f64>,
     max_tokens_limit: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_content: Option<bool>,
 }
@@ -243,10 +251,21 @@ pub struct ServerConfig {
     pub max_tokens_limit: Option<usize>,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// The certificate and key HTTPS is served with; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
     /// Log format.
     pub log_format: LogFormat,
     /// Whether prompts and completions are logged.
     pub log_content: bool,
+}
+
+/// The PEM files HTTPS is served with (both exist at resolution; `tls::acceptor` parses them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The leaf certificate's private key.
+    pub key: PathBuf,
 }
 
 /// What to serve.
@@ -335,6 +354,7 @@ impl Config {
                     .map(std::time::Duration::from_secs_f64),
                 max_tokens_limit: args.max_tokens_limit.or(server.max_tokens_limit),
                 shutdown_grace_seconds: args.shutdown_grace_seconds.or(server.shutdown_grace_seconds).unwrap_or(30),
+                tls: tls_files(args.tls_cert.clone().or(server.tls_cert), args.tls_key.clone().or(server.tls_key))?,
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),
             },
@@ -391,6 +411,22 @@ fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat)
         optional: false,
     });
     Ok(ModelConfig { path, served_model_name, weights, embedding })
+}
+
+/// Both TLS files or neither, each an existing file.
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Option<TlsFiles>> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(_), None) => anyhow::bail!("--tls-cert is set but --tls-key is missing: HTTPS needs both"),
+        (None, Some(_)) => anyhow::bail!("--tls-key is set but --tls-cert is missing: HTTPS needs both"),
+    };
+    for (flag, path) in [("--tls-cert", &cert), ("--tls-key", &key)] {
+        if !path.is_file() {
+            anyhow::bail!("{flag} {}: no such file", path.display());
+        }
+    }
+    Ok(Some(TlsFiles { cert, key }))
 }
 
 /// `Some` when a repeatable flag was given at least once.
@@ -470,6 +506,26 @@ mod tests {
         let file = parse_file("[engine]\nkv_cache_memory = \"64MiB\"\nprefix_caching = false").unwrap();
         let engine = Config::merge(&ServeArgs::default(), file).unwrap().engine;
         assert_eq!((engine.kv_cache_memory, engine.limits.prefix_caching), (Some(64 << 20), false));
+    }
+
+    #[test]
+    fn tls_needs_both_files_from_any_layer() {
+        let dir = std::env::temp_dir().join(format!("hearth-tls-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, b"").unwrap();
+        std::fs::write(&key, b"").unwrap();
+        let error = |args: ServeArgs| Config::merge(&args, FileConfig::default()).unwrap_err().to_string();
+        assert!(error(ServeArgs { tls_cert: Some(cert.clone()), ..ServeArgs::default() })
+            .starts_with("--tls-cert is set but --tls-key is missing"));
+        assert!(error(ServeArgs { tls_key: Some(key.clone()), ..ServeArgs::default() })
+            .starts_with("--tls-key is set but --tls-cert is missing"));
+        // Each file resolves on its own: the key from the config file, the certificate from the flag.
+        let key_in_file = parse_file(&format!("[server]\ntls_key = {key:?}")).unwrap();
+        let cert_flag = ServeArgs { tls_cert: Some(cert.clone()), ..ServeArgs::default() };
+        let server = Config::merge(&cert_flag, key_in_file).unwrap().server;
+        assert_eq!(server.tls, Some(TlsFiles { cert, key }));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`bench_model`] — `hearth bench-model`, raw forward-pass speed and its bandwidth bound.
 //! - [`config`] — `Cli`, the config file, and `Config::resolve`.
 //! - [`model`] — loading a GGUF into the engine's model and the text side ([`model::ServedModel`]).
-//! - [`app`] — `AppState`, `app(state) -> Router`, `serve`.
+//! - [`app`] — `AppState`, `app(state) -> Router`, `serve` and its `ServeOptions`.
+//! - [`tls`] — HTTPS without a proxy: the PEM certificate and key into a rustls `TlsAcceptor`.
 //! - [`auth`] — API keys: the bearer-token middleware, constant-time comparison.
 //! - [`lifecycle`] — draining at shutdown: readiness off, a grace period, then an error event.
 //! - [`metrics`] — Prometheus metrics and the per-request observer that records them.
@@ -32,11 +33,12 @@ pub mod model;
 pub mod prepare;
 pub mod routes;
 pub mod stream;
+pub mod tls;
 pub mod tool_calls;
 
 use std::sync::Arc;
 
-pub use app::{app, serve, AppState};
+pub use app::{app, serve, AppState, ServeOptions};
 pub use config::Config;
 
 /// Loads the configured model and starts the engine thread.

@@ -28,11 +28,14 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     hearth_models::set_inference_threads(config.engine.threads);
+    // Before the model load, so a bad certificate fails at once.
+    let tls = config.server.tls.as_ref().map(hearth_server::tls::acceptor).transpose()?;
     let state = hearth_server::start(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
-        tracing::info!("serving {} on http://{}/v1", state.model.id, listener.local_addr()?);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!("serving {} on {scheme}://{}/v1", state.model.id, listener.local_addr()?);
         let lifecycle = state.lifecycle.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let shutdown = async move {
@@ -43,8 +46,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             );
             tokio::spawn(lifecycle.drain(grace));
         };
-        let header_timeout = Duration::from_secs(config.server.header_timeout_seconds);
-        hearth_server::serve(listener, hearth_server::app(state), shutdown, header_timeout).await?;
+        let options = hearth_server::ServeOptions {
+            header_timeout: Duration::from_secs(config.server.header_timeout_seconds),
+            tls,
+        };
+        hearth_server::serve(listener, hearth_server::app(state), shutdown, options).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     })
