@@ -11,4 +11,6 @@ if ! .venv/bin/python -c "import openai, httpx" 2>/dev/null; then
   python3 -m venv .venv
   .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.40,<3"
 fi
+# The e2e tests also start the real `hearth` binary, which `cargo test` does not build for another package.
+cargo build --release --bin hearth
 cargo test --release --workspace "$@"

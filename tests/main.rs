@@ -7,11 +7,13 @@
 //! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.
 //! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
 //!   Python SDK (`tests/sdk/*.py`).
+//! - `tls`: HTTPS in the real accept loop with self-signed certificates, on the tiny model.
 
 mod http;
 mod kv;
 mod operations;
 mod reference;
 mod sdk;
+mod tls;
 mod tools;
 mod util;

@@ -1,7 +1,10 @@
 //! Shared set-up: models, state, and the one place tests talk to the router.
 
-use std::path::PathBuf;
-use std::sync::{Mutex, Once, OnceLock};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -116,4 +119,128 @@ pub async fn call(state: &AppState, method: &str, path: &str, body: Option<&str>
         .unwrap();
     let response = call_with(state, request).await;
     (response.status(), body_text(response).await)
+}
+
+/// A request for `path` on `address` as raw HTTP/1.1 bytes, JSON `body` or none, closing after the response.
+pub fn raw_request(address: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> Vec<u8> {
+    let body = body.unwrap_or("");
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// The `hearth` binary beside this test binary (a different package's binary has no `CARGO_BIN_EXE_*`).
+pub fn hearth_binary() -> PathBuf {
+    let me = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/hearth
+    let path = me.parent().and_then(Path::parent).expect("target/<profile>/deps").join("hearth");
+    assert!(
+        path.exists(),
+        "{} is missing: run cargo build --release --bin hearth (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// A running `hearth serve` process on 127.0.0.1, killed on drop if it is still running.
+pub struct Hearth {
+    child: Child,
+    logs: Arc<Mutex<String>>,
+    /// Where it listens, as it logged it: `http://127.0.0.1:PORT` or `https://…`.
+    pub url: String,
+}
+
+impl Hearth {
+    /// Runs `hearth serve ARGS` on 127.0.0.1 and a free port; returns once it logs that it listens.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(hearth_binary())
+            .arg("serve")
+            .args(args)
+            .args(["--host", "127.0.0.1", "--port", "0", "--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting hearth");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = mpsc::channel();
+        collect_lines(child.stdout.take().expect("piped"), logs.clone(), Some(url_tx));
+        collect_lines(child.stderr.take().expect("piped"), logs.clone(), None);
+        let mut hearth = Self { child, logs, url: String::new() };
+        match url_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => hearth.url = url,
+            Err(_) => panic!("hearth did not start listening:\n{}", hearth.logs()),
+        }
+        hearth
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> std::net::SocketAddr {
+        let authority = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
+        authority.parse().unwrap_or_else(|_| panic!("no address in {}", self.url))
+    }
+
+    /// Sends the process a real SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("running kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("polling hearth").is_none()
+    }
+
+    /// Waits up to `limit` for the process to exit; its exit code (`None` when a signal ended it).
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling hearth") {
+                return status.code();
+            }
+            assert!(started.elapsed() < limit, "hearth still running after {limit:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it printed so far, stdout and stderr.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl Drop for Hearth {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Appends `output`'s lines to `logs` on a thread of its own; sends the listening URL to `url` once logged.
+fn collect_lines(
+    output: impl std::io::Read + Send + 'static,
+    logs: Arc<Mutex<String>>,
+    url: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            if let (Some(url), Some(found)) = (&url, listening_url(&line)) {
+                let _ = url.send(found);
+            }
+            let mut logs = logs.lock().unwrap_or_else(|p| p.into_inner());
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    });
+}
+
+/// `http://127.0.0.1:PORT` from the JSON log line `serving MODEL on http://127.0.0.1:PORT/v1`.
+fn listening_url(line: &str) -> Option<String> {
+    let line: serde_json::Value = serde_json::from_str(line).ok()?;
+    let message = line["fields"]["message"].as_str()?;
+    let url = message.strip_prefix("serving ")?.split_once(" on ")?.1;
+    Some(url.trim_end_matches("/v1").to_string())
 }
