@@ -7,6 +7,7 @@
 //! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.
 //! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
 //!   Python SDK (`tests/sdk/*.py`).
+//! - `signals`: the real `hearth` binary on the real default model, drained by a real SIGTERM.
 //! - `tls`: HTTPS in the real accept loop with self-signed certificates, on the tiny model.
 
 mod http;
@@ -14,6 +15,7 @@ mod kv;
 mod operations;
 mod reference;
 mod sdk;
+mod signals;
 mod tls;
 mod tools;
 mod util;
