@@ -48,6 +48,17 @@ PROMPTS = [
 ]
 
 
+FEW_SHOT = []
+for _i, (_city, _unit) in enumerate([("Paris", "celsius"), ("Denver", "fahrenheit"), ("Madrid", "celsius")]):
+    FEW_SHOT += [
+        {"role": "user", "content": f"What is the weather in {_city}?"},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{_i}", "type": "function", "function": {
+            "name": "get_weather", "arguments": json.dumps({"city": _city, "unit": _unit})}}]},
+        {"role": "tool", "tool_call_id": f"call_{_i}", "content": "sunny"},
+        {"role": "assistant", "content": f"It is sunny in {_city}."},
+    ]
+
+
 def check_call(test, name, arguments):
     """A call names a declared function and its arguments validate against that function's schema (checked
     by hand: jsonschema is not installed in the test venv)."""
@@ -70,10 +81,10 @@ def check_call(test, name, arguments):
         test.fail(f"called an undeclared function {name!r}")
 
 
-def create(prompt, seed, stream=False, temperature=1.0, **kw):
+def create(prompt, seed, stream=False, temperature=1.0, max_tokens=300, **kw):
     """(content, [(id, name, arguments)], finish_reason) of one answer, streamed or not."""
     kw = dict(model=MODEL, messages=[{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt,
-              temperature=temperature, seed=seed, max_tokens=300, tools=TOOLS, **kw)
+              temperature=temperature, seed=seed, max_tokens=max_tokens, tools=TOOLS, **kw)
     if not stream:
         r = client.chat.completions.create(**kw)
         m = r.choices[0].message
@@ -138,10 +149,21 @@ class ToolTests(unittest.TestCase):
         for i, prompt in enumerate(PROMPTS):
             for stream in (False, True):
                 with self.subTest(prompt=prompt, stream=stream):
-                    content, calls, reason = create(prompt, 200 + i, stream)
+                    content, calls, reason = create(prompt, 200 + i, stream, max_tokens=120)
                     chose += bool(calls)
                     self.check_answer(content, calls, reason)
         print(f"auto: {chose} of {2 * len(PROMPTS)} answers were calls")
+        # With earlier calls in the history the model imitates them, so `auto` takes the call path too.
+        chose = 0
+        for i, prompt in enumerate(PROMPTS):
+            for stream in (False, True):
+                with self.subTest(prompt=prompt, stream=stream, history=True):
+                    messages = FEW_SHOT + [{"role": "user", "content": prompt}]
+                    content, calls, reason = create(messages, 400 + i, stream, max_tokens=120)
+                    chose += bool(calls)
+                    self.check_answer(content, calls, reason)
+        print(f"auto after earlier calls: {chose} of {2 * len(PROMPTS)} answers were calls")
+        self.assertGreater(chose, 0, "the call path of `auto` was never taken")
 
     def test_05_parallel_tool_calls_false_gives_one_call(self):
         for i, prompt in enumerate(PROMPTS[:6]):
