@@ -83,7 +83,7 @@ pub struct EngineStats {
     pub prompt_tokens_cached: u64,
     /// Tokens sampled under a structured-output constraint since start.
     pub constrained_tokens: u64,
-    /// Time spent computing and applying their masks, in nanoseconds.
+    /// Time spent in their constraints (computing and applying masks, advancing past the sampled token), in nanoseconds.
     pub constraint_nanos: u64,
 }
 

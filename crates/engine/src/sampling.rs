@@ -1,6 +1,7 @@
 //! Logits to a token: bias, penalties, temperature, filters, a seeded draw, and log-probabilities.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -54,34 +55,39 @@ impl Sampler {
         self.sample_within(logits, None).expect("no constraint, no mask error")
     }
 
-    /// [`Sampler::sample`] among the tokens `constraint` allows with `remaining` tokens left; fails when the
-    /// constraint cannot say.
+    /// [`Sampler::sample`] among the tokens `constraint` allows with `remaining` tokens left, and the time
+    /// the mask took; fails when the constraint cannot say.
     pub fn sample_constrained(
         &mut self,
         logits: &[f32],
         constraint: &mut dyn TokenConstraint,
         remaining: usize,
-    ) -> Result<Sampled, String> {
-        self.sample_within(logits, Some((constraint, remaining)))
+    ) -> Result<(Sampled, Duration), String> {
+        let mut masked = Duration::ZERO;
+        let sampled = self.sample_within(logits, Some((constraint, remaining, &mut masked)))?;
+        Ok((sampled, masked))
     }
 
     fn sample_within(
         &mut self,
         logits: &[f32],
-        constraint: Option<(&mut dyn TokenConstraint, usize)>,
+        constraint: Option<(&mut dyn TokenConstraint, usize, &mut Duration)>,
     ) -> Result<Sampled, String> {
         let log_total = log_sum_exp(logits);
         let top_logprobs =
             top_n(logits, self.params.top_logprobs).into_iter().map(|i| (i as u32, logits[i] - log_total)).collect();
         let mut adjusted = std::mem::take(&mut self.scratch);
         let mut changed = self.adjust(logits, &mut adjusted);
-        if let Some((constraint, remaining)) = constraint {
+        if let Some((constraint, remaining, masked)) = constraint {
+            let started = Instant::now();
             if !changed {
                 adjusted.clear();
                 adjusted.extend_from_slice(logits);
                 changed = true;
             }
-            if let Err(e) = constraint.mask(&mut adjusted, remaining) {
+            let result = constraint.mask(&mut adjusted, remaining);
+            *masked = started.elapsed();
+            if let Err(e) = result {
                 self.scratch = adjusted;
                 return Err(e);
             }

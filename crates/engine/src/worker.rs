@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use hearth_models::{CausalLm, KvPool, SeqStep};
 use tokio::sync::mpsc;
@@ -75,11 +76,11 @@ impl Sequence {
         let sampled = match &mut self.constraint {
             None => Ok(self.sampler.sample(logits)),
             Some(constraint) => {
-                let started = std::time::Instant::now();
-                let sampled = self.sampler.sample_constrained(logits, constraint.as_mut(), remaining);
-                stats.constraint_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                stats.constraint_masks.fetch_add(1, Ordering::Relaxed);
-                sampled
+                self.sampler.sample_constrained(logits, constraint.as_mut(), remaining).map(|(sampled, masked)| {
+                    stats.constraint_nanos.fetch_add(masked.as_nanos() as u64, Ordering::Relaxed);
+                    stats.constraint_masks.fetch_add(1, Ordering::Relaxed);
+                    sampled
+                })
             }
         };
         let sampled = match sampled {
@@ -92,10 +93,15 @@ impl Sequence {
         let request = &self.submission.request;
         let end_token = request.stop_tokens.contains(&id);
         let complete = match (&mut self.constraint, end_token) {
-            (Some(constraint), false) => match constraint.commit(id) {
-                Ok(complete) => complete,
-                Err(e) => return self.fail(format!("structured output: {e}")),
-            },
+            (Some(constraint), false) => {
+                let started = Instant::now();
+                let committed = constraint.commit(id);
+                stats.constraint_nanos.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                match committed {
+                    Ok(complete) => complete,
+                    Err(e) => return self.fail(format!("structured output: {e}")),
+                }
+            }
             _ => false,
         };
         let reason = if end_token || complete {

@@ -106,7 +106,7 @@ impl Metrics {
             (
                 "hearth_constraint_mask_microseconds_total",
                 "counter",
-                "Time spent computing and applying structured-output masks.",
+                "Time spent in structured-output constraints: computing and applying masks, advancing them.",
                 engine.constraint_nanos / 1000,
             ),
             ("hearth_kv_cache_blocks_total", "gauge", "KV cache blocks in the pool.", engine.kv_blocks_total),
