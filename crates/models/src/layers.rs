@@ -254,34 +254,50 @@ impl SeqKv<'_> {
     }
 }
 
-/// Causal attention of `q` (`tokens × q_dim`, positions `first..first + tokens`) over the sequence's
-/// positions `0..first + tokens` in `kv`, which already holds those tokens' keys and values. Returns
-/// `tokens × q_dim`.
+/// One sequence's share of a batched [`attention`] call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionSeq<'a> {
+    /// The sequence's keys and values, which already hold this step's tokens.
+    pub kv: SeqKv<'a>,
+    /// Position of the sequence's first token in this step.
+    pub first: usize,
+    /// Tokens of the sequence in this step.
+    pub tokens: usize,
+}
+
+/// Causal attention for a whole batch: `q` holds every sequence's query rows in `seqs` order
+/// (`tokens × q_dim` each, the tokens at positions `first..first + tokens`), and each token attends over its
+/// own sequence's positions `0..=position`. Returns the rows in the same order.
 ///
-/// Work items are (token, key/value head) pairs, run in parallel; each item serves every query head of
-/// its group, so a grouped key or value row is read once for all of them, in place in the pool.
-pub fn attention(q: &[f32], kv: SeqKv<'_>, first: usize, heads: HeadLayout) -> Vec<f32> {
+/// Work items are (token, key/value head) pairs of the whole batch, run in parallel in one pass; each item
+/// serves every query head of its group, so a grouped key or value row is read once for all of them, in
+/// place in the pool. An item's result depends only on its own token and sequence.
+pub fn attention(q: &[f32], seqs: &[AttentionSeq<'_>], heads: HeadLayout) -> Vec<f32> {
     let q_dim = heads.q_dim();
-    let tokens = q.len() / q_dim;
     let span = q_dim / heads.n_kv_heads;
+    // Which sequence each token belongs to, and how many positions it sees.
+    let owners: Vec<(usize, usize)> =
+        seqs.iter().enumerate().flat_map(|(i, s)| (0..s.tokens).map(move |t| (i, s.first + t + 1))).collect();
+    assert_eq!(owners.len() * q_dim, q.len(), "one query row per token of the batch");
     let mut out = vec![0.0; q.len()];
     let cells = DisjointWrites::new(&mut out);
-    for_chunks(tokens * heads.n_kv_heads, |items| {
+    for_chunks(owners.len() * heads.n_kv_heads, |items| {
         let mut scores = Vec::new();
         for item in items {
             let (t, kv_head) = (item / heads.n_kv_heads, item % heads.n_kv_heads);
+            let (seq, visible) = owners[t];
             let at = t * q_dim + kv_head * span;
             // SAFETY: each (token, kv head) item owns the output cells of its group's query heads, and
             // items are split between threads.
             let out = unsafe { cells.slice(at..at + span) };
-            let item = AttentionItem { queries: &q[at..at + span], kv, visible: first + t + 1, kv_head, heads };
+            let item = AttentionItem { queries: &q[at..at + span], kv: seqs[seq].kv, visible, kv_head, heads };
             item.run(&mut scores, out);
         }
     });
     out
 }
 
-/// One token's query heads of one group against the cache.
+/// One (token, key/value head) work item of [`attention`].
 struct AttentionItem<'a> {
     queries: &'a [f32],
     kv: SeqKv<'a>,
@@ -540,11 +556,25 @@ mod tests {
         SeqKv { keys, values, blocks, block_size }
     }
 
+    fn one(kv: SeqKv<'_>, first: usize, tokens: usize) -> AttentionSeq<'_> {
+        AttentionSeq { kv, first, tokens }
+    }
+
+    #[test]
+    fn a_batch_attends_each_token_to_its_own_sequence() {
+        // Two sequences in one pool: blocks of 1 position; A at block 0 (value 1), B at blocks 1, 2 (3, 5).
+        let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
+        let (keys, values) = ([0.0; 6], [1.0, 1.0, 3.0, 3.0, 5.0, 5.0]);
+        let (a, b) = (seq(&keys, &values, &[0], 1), seq(&keys, &values, &[1, 2], 1));
+        let out = attention(&[1.0; 6], &[one(a, 0, 1), one(b, 0, 2)], heads);
+        assert_eq!(out, [1.0, 1.0, 3.0, 3.0, 4.0, 4.0], "A sees 1; B's tokens see 3, then (3 + 5) / 2");
+    }
+
     #[test]
     fn attention_over_one_position_returns_its_value() {
         let heads = HeadLayout { n_heads: 2, n_kv_heads: 1, head_dim: 4 };
         let (keys, values) = ([1.0, 0.0, 0.0, 0.0], [0.5, -1.0, 2.0, 3.0]);
-        let out = attention(&[1.0; 8], seq(&keys, &values, &[0], 1), 0, heads);
+        let out = attention(&[1.0; 8], &[one(seq(&keys, &values, &[0], 1), 0, 1)], heads);
         assert_eq!(out, [0.5, -1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 3.0]);
     }
 
@@ -552,7 +582,7 @@ mod tests {
     fn attention_is_causal_within_a_chunk() {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
         let (keys, values) = ([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 3.0, 3.0]);
-        let out = attention(&[1.0, 1.0, 1.0, 1.0], seq(&keys, &values, &[0], 2), 0, heads);
+        let out = attention(&[1.0, 1.0, 1.0, 1.0], &[one(seq(&keys, &values, &[0], 2), 0, 2)], heads);
         assert_eq!(out[..2], [1.0, 1.0], "the first token sees only itself");
         assert_eq!(out[2..], [2.0, 2.0], "the second averages both (equal scores)");
     }
@@ -564,7 +594,7 @@ mod tests {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
         let keys = [0.0; 12];
         let values = [5.0, 5.0, 0.0, 0.0, 99.0, 99.0, 99.0, 99.0, 1.0, 1.0, 3.0, 3.0];
-        let out = attention(&[1.0, 1.0], seq(&keys, &values, &[2, 0], 2), 2, heads);
+        let out = attention(&[1.0, 1.0], &[one(seq(&keys, &values, &[2, 0], 2), 2, 1)], heads);
         assert_eq!(out, [3.0, 3.0], "equal scores average positions 0..3: (1 + 3 + 5) / 3");
     }
 

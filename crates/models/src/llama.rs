@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use crate::gguf::{GgufFile, WeightFormat};
-use crate::layers::{add_in_place, attention, swiglu, HeadLayout, Linear, Projections, RmsNorm, Rope, SeqKv};
+use crate::layers::{
+    add_in_place, attention, swiglu, AttentionSeq, HeadLayout, Linear, Projections, RmsNorm, Rope, SeqKv,
+};
 use crate::quant::QuantMatrix;
 use crate::{CausalLm, KvPool, ModelError, ModelInfo, SeqStep};
 
@@ -193,7 +195,6 @@ impl CausalLm for Llama {
             let h = block.attn_norm.forward(&x);
             let [mut q, mut k, v]: [Vec<f32>; 3] =
                 block.qkv.forward(&h)?.try_into().map_err(|_| ModelError::Invalid("Q/K/V projections".into()))?;
-            let mut mixed = Vec::with_capacity(total * q_dim);
             let mut row = 0;
             for step in batch {
                 let (n, start) = (step.tokens.len(), step.start);
@@ -203,11 +204,18 @@ impl CausalLm for Llama {
                 }
                 let rows = row * kv_dim..(row + n) * kv_dim;
                 pool.write(layer, step, &k[rows.clone()], &v[rows]);
-                let (keys, values) = pool.layer(layer);
-                let kv = SeqKv { keys, values, blocks: step.blocks, block_size: pool.block_size() };
-                mixed.extend(attention(&q[row * q_dim..(row + n) * q_dim], kv, start, self.heads));
                 row += n;
             }
+            let ((keys, values), block_size) = (pool.layer(layer), pool.block_size());
+            let seqs: Vec<AttentionSeq<'_>> = batch
+                .iter()
+                .map(|step| AttentionSeq {
+                    kv: SeqKv { keys, values, blocks: step.blocks, block_size },
+                    first: step.start,
+                    tokens: step.tokens.len(),
+                })
+                .collect();
+            let mixed = attention(&q, &seqs, self.heads);
             add_in_place(&mut x, &block.o.forward(&mixed)?);
 
             let h = block.ffn_norm.forward(&x);
