@@ -34,7 +34,7 @@ impl Linear {
     /// Wraps a GGUF weight of shape `[out, in]`.
     pub fn new(weight: QTensor) -> Result<Self, ModelError> {
         if let Some(native) = QuantMatrix::from_qtensor(&weight) {
-            return Ok(Self::Native(Arc::new(native)));
+            return Ok(Self::Native(Arc::new(native.repack())));
         }
         let (out_dim, in_dim) = weight.shape().dims2()?;
         Ok(Self::Candle { weight: QMatMul::from_qtensor(weight)?, in_dim, out_dim })
@@ -93,7 +93,8 @@ impl Projections {
         if let Some(native) = native {
             let refs: Vec<&QuantMatrix> = native.iter().collect();
             if let Some(matrix) = QuantMatrix::stack(&refs) {
-                return Ok(Self::Stacked { matrix, widths: native.iter().map(QuantMatrix::rows).collect() });
+                let widths = native.iter().map(QuantMatrix::rows).collect();
+                return Ok(Self::Stacked { matrix: matrix.repack(), widths });
             }
         }
         Ok(Self::Separate(weights.into_iter().map(Linear::new).collect::<Result<_, _>>()?))

@@ -6,6 +6,9 @@
 //! chunks and, for each weight block it decodes, applies it to a tile of up to [`TILE`] activation rows:
 //! a batch of 16 sequences reads every weight once, not 16 times.
 //!
+//! On CPUs with AVX-512 VNNI, [`QuantMatrix::repack`] moves Q8_0, Q4_0 and Q4_1 weights into tiles of 16
+//! output columns (`vnni`), where one instruction multiplies 4 quants of 16 columns by one activation row.
+//!
 //! **Batch invariance:** each activation row has its own accumulators and visits the blocks in the same
 //! order whatever the tile or batch size, so a row's result never depends on its batch mates.
 
@@ -90,6 +93,10 @@ pub struct QuantMatrix {
     d: Vec<f32>,
     /// Offset per block (Q4_1 and Q5_1), widened likewise.
     m: Vec<f32>,
+    /// The weights in the AVX-512 VNNI kernel's layout, once [`QuantMatrix::repack`] moved them there
+    /// (the block vectors above are then empty).
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<Box<vnni::Packed>>,
 }
 
 impl QuantMatrix {
@@ -108,8 +115,7 @@ impl QuantMatrix {
         let layout = format.layout();
         assert_eq!(raw.len(), blocks * layout.size, "block data does not match the shape");
         let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-        let mut matrix =
-            Self { format, rows, cols, qs: Vec::with_capacity(raw.len()), qh: vec![], d: vec![], m: vec![] };
+        let mut matrix = Self { qs: Vec::with_capacity(raw.len()), ..Self::empty(format, rows, cols) };
         for block in raw.chunks_exact(layout.size) {
             matrix.d.push(f16(half(block, 0)));
             if let Some(at) = layout.m {
@@ -123,15 +129,49 @@ impl QuantMatrix {
         matrix
     }
 
+    fn empty(format: Format, rows: usize, cols: usize) -> Self {
+        Self {
+            format,
+            rows,
+            cols,
+            qs: vec![],
+            qh: vec![],
+            d: vec![],
+            m: vec![],
+            #[cfg(target_arch = "x86_64")]
+            packed: None,
+        }
+    }
+
+    /// Moves the weights into the layout of the fastest kernel this CPU runs for their format (the AVX-512
+    /// VNNI tiles where available); otherwise returns them as they are.
+    pub fn repack(self) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if self.packed.is_none() && vnni::available() {
+            if let Some(packed) = vnni::Packed::new(&self) {
+                return Self { packed: Some(Box::new(packed)), ..Self::empty(self.format, self.rows, self.cols) };
+            }
+        }
+        self
+    }
+
+    /// Whether the weights are in their GGUF blocks (not repacked).
+    fn in_blocks(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self.packed.is_some() {
+            return false;
+        }
+        true
+    }
+
     /// Stacks matrices of the same format and width into one (e.g. Q, K and V), so one call computes
-    /// all of them; `None` when formats or widths differ.
+    /// all of them; `None` when formats or widths differ, or a part is already repacked.
     pub fn stack(parts: &[&QuantMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
+        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols || !p.in_blocks()) {
             return None;
         }
-        let mut stacked =
-            Self { format: first.format, rows: 0, cols: first.cols, qs: vec![], qh: vec![], d: vec![], m: vec![] };
+        let mut stacked = Self::empty(first.format, 0, first.cols);
         for part in parts {
             stacked.rows += part.rows;
             stacked.qs.extend_from_slice(&part.qs);
@@ -149,11 +189,19 @@ impl QuantMatrix {
 
     /// Bytes held.
     pub fn bytes(&self) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            return packed.bytes();
+        }
         self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
     }
 
     /// Row `row` as `f32` values (an embedding lookup).
     pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            return packed.dequantize_row(row);
+        }
         let blocks = self.cols / BLOCK;
         let mut out = Vec::with_capacity(self.cols);
         for b in row * blocks..(row + 1) * blocks {
@@ -192,6 +240,11 @@ impl QuantMatrix {
         let acts = QuantizedRows::new(x, self.cols);
         let m = acts.rows;
         let mut out = vec![0.0f32; m * self.rows];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &self.packed {
+            packed.matmul(&acts, &mut out, self.rows);
+            return out;
+        }
         let cells = DisjointWrites::new(&mut out);
         let kernel = Kernel::detect();
         for_chunks(self.rows, |columns| {
@@ -226,6 +279,8 @@ pub struct QuantizedRows {
     d: Vec<f32>,
     /// `d * Σ q` per block, for formats with an offset.
     s: Vec<f32>,
+    /// `Σ q` per block, for integer centering.
+    sums: Vec<i32>,
 }
 
 impl QuantizedRows {
@@ -235,6 +290,7 @@ impl QuantizedRows {
         let mut qs = Vec::with_capacity(x.len());
         let mut d = Vec::with_capacity(blocks);
         let mut s = Vec::with_capacity(blocks);
+        let mut sums = Vec::with_capacity(blocks);
         for block in x.chunks_exact(BLOCK) {
             let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
             let scale = amax / 127.0;
@@ -249,8 +305,9 @@ impl QuantizedRows {
             }
             d.push(scale);
             s.push(scale * sum as f32);
+            sums.push(sum);
         }
-        Self { rows: x.len() / cols, blocks_per_row: cols / BLOCK, qs, d, s }
+        Self { rows: x.len() / cols, blocks_per_row: cols / BLOCK, qs, d, s, sums }
     }
 }
 
@@ -335,6 +392,8 @@ mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 #[cfg(test)]
 mod tests {
@@ -367,11 +426,22 @@ mod tests {
         QuantMatrix::from_qtensor(&QTensor::quantize(&dense, dtype).unwrap()).unwrap()
     }
 
+    /// The matrix in its GGUF blocks and, where this CPU has a repacked kernel for it, repacked.
+    fn layouts(format: Format, rows: usize, cols: usize, seed: u64) -> Vec<QuantMatrix> {
+        let blocks = quantized(format, rows, cols, seed);
+        let repacked = blocks.clone().repack();
+        if repacked.in_blocks() {
+            vec![blocks]
+        } else {
+            vec![blocks, repacked]
+        }
+    }
+
     /// Checks `matmul` against dequantized weights times exact activations. The only approximation is
     /// rounding each activation to its block's 8-bit grid, at most `amax / 254` per value, so the error
     /// of one output is bounded by `Σ_i |w_i| * amax(block of i) / 254` (plus f32 rounding).
-    fn check(format: Format, m: usize, rows: usize, cols: usize) {
-        let w = quantized(format, rows, cols, (m * 1000 + rows * 10 + cols) as u64);
+    fn check(w: &QuantMatrix, m: usize) {
+        let (format, rows, cols) = (w.format, w.rows, w.cols);
         let x = random(&mut StdRng::seed_from_u64(99), m * cols);
         let got = w.matmul(&x);
         let dense: Vec<Vec<f32>> = (0..rows).map(|n| w.dequantize_row(n)).collect();
@@ -390,7 +460,8 @@ mod tests {
                     * 1.01
                     + 1e-4;
                 let err = (got[r * rows + n] - exact).abs();
-                assert!(err <= bound, "{format:?} m={m} {rows}x{cols} [{r},{n}]: error {err} > bound {bound}");
+                let layout = if w.in_blocks() { "blocks" } else { "repacked" };
+                assert!(err <= bound, "{format:?} {layout} m={m} {rows}x{cols} [{r},{n}]: error {err} > bound {bound}");
             }
         }
     }
@@ -400,7 +471,9 @@ mod tests {
         for format in FORMATS {
             for (m, rows, cols) in [(1, 1, 32), (1, 37, 64), (3, 5, 96), (4, 8, 576), (5, 33, 160), (17, 19, 1536 / 4)]
             {
-                check(format, m, rows, cols);
+                for w in layouts(format, rows, cols, (m * 1000 + rows * 10 + cols) as u64) {
+                    check(&w, m);
+                }
             }
         }
     }
@@ -409,12 +482,13 @@ mod tests {
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
         for format in FORMATS {
             let (rows, cols) = (40, 192);
-            let w = quantized(format, rows, cols, 3);
-            let x = random(&mut StdRng::seed_from_u64(4), 16 * cols);
-            let batch = w.matmul(&x);
-            for r in [0, 5, 15] {
-                let alone = w.matmul(&x[r * cols..(r + 1) * cols]);
-                assert_eq!(alone, batch[r * rows..(r + 1) * rows], "{format:?} row {r}");
+            for w in layouts(format, rows, cols, 3) {
+                let x = random(&mut StdRng::seed_from_u64(4), 21 * cols);
+                let batch = w.matmul(&x);
+                for r in [0, 5, 15, 20] {
+                    let alone = w.matmul(&x[r * cols..(r + 1) * cols]);
+                    assert_eq!(alone, batch[r * rows..(r + 1) * rows], "{format:?} row {r}");
+                }
             }
         }
     }
@@ -455,8 +529,10 @@ mod tests {
             let tensor = QTensor::quantize(&dense, dtype).unwrap();
             let candle = tensor.dequantize(&candle_core::Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
             let ours = QuantMatrix::from_qtensor(&tensor).unwrap();
-            for (n, row) in candle.iter().enumerate() {
-                assert_eq!(&ours.dequantize_row(n), row, "{format:?} row {n}");
+            for ours in [ours.clone(), ours.repack()] {
+                for (n, row) in candle.iter().enumerate() {
+                    assert_eq!(&ours.dequantize_row(n), row, "{format:?} row {n}");
+                }
             }
         }
     }
