@@ -349,7 +349,7 @@ impl AttentionItem<'_> {
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::{softmax_in_place, AttentionItem};
+    use super::AttentionItem;
 
     /// Query heads whose scores and outputs are computed together, sharing each key and value load.
     const GROUP: usize = 3;
@@ -396,7 +396,7 @@ mod simd {
                 }
             }
             for row in scores.chunks_exact_mut(visible) {
-                softmax_in_place(row);
+                softmax(row);
             }
             for first in (0..heads).step_by(GROUP) {
                 for slab in (0..d).step_by(SLAB) {
@@ -408,6 +408,81 @@ mod simd {
                 }
             }
         }
+    }
+
+    /// [`super::softmax_in_place`] eight lanes at a time, with [`super::exp`]'s reduction and series.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn softmax(x: &mut [f32]) {
+        let n = x.len();
+        let whole = n / 8 * 8;
+        let p = x.as_mut_ptr();
+        // SAFETY: every access is below `n`: 8-wide ones below `whole`, the tail one by one.
+        unsafe {
+            let mut top = _mm256_set1_ps(f32::NEG_INFINITY);
+            for i in (0..whole).step_by(8) {
+                top = _mm256_max_ps(top, _mm256_loadu_ps(p.add(i)));
+            }
+            let mut max = hmax(top);
+            for i in whole..n {
+                max = max.max(*p.add(i));
+            }
+            let shift = _mm256_set1_ps(max);
+            let mut total = _mm256_setzero_ps();
+            for i in (0..whole).step_by(8) {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), shift));
+                _mm256_storeu_ps(p.add(i), e);
+                total = _mm256_add_ps(total, e);
+            }
+            let mut sum = hsum(total);
+            for i in whole..n {
+                let shifted = *p.add(i) - max;
+                *p.add(i) = if shifted < -80.0 { 0.0 } else { super::exp(shifted) };
+                sum += *p.add(i);
+            }
+            let inverse = _mm256_set1_ps(1.0 / sum);
+            for i in (0..whole).step_by(8) {
+                _mm256_storeu_ps(p.add(i), _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), inverse));
+            }
+            for i in whole..n {
+                *p.add(i) /= sum;
+            }
+        }
+    }
+
+    /// [`super::exp`] of eight lanes, with lanes below -80 set to exactly 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        let c = _mm256_set1_ps;
+        let kept = _mm256_cmp_ps::<_CMP_GE_OQ>(x, c(-80.0));
+        let x = _mm256_max_ps(x, c(-87.0));
+        let k = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, c(std::f32::consts::LOG2_E)), c(0.5)));
+        let f = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, c(LN2_HI))), _mm256_mul_ps(k, c(LN2_LO)));
+        let mut poly = c(1.0 / 720.0);
+        for coefficient in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            poly = _mm256_add_ps(c(coefficient), _mm256_mul_ps(f, poly));
+        }
+        let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)));
+        _mm256_and_ps(kept, _mm256_mul_ps(_mm256_castsi256_ps(scale), poly))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let quad = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hmax(v: __m256) -> f32 {
+        let quad = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
+        _mm_cvtss_f32(_mm_max_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
     }
 
     /// The dot products of `G` consecutive query rows of length `d` (from `q`) with one key row, in the
