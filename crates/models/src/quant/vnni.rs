@@ -162,6 +162,7 @@ fn center(format: Format) -> i32 {
 /// # Safety
 /// The CPU has AVX-512 F/BW/VNNI, and no other thread writes tile `t`'s columns of `out`.
 #[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn rows_dispatch<const NIBBLES: bool, const OFFSET: bool>(
     p: &Packed,
     acts: &QuantizedRows,
