@@ -1,28 +1,39 @@
 //! The paged KV cache: one preallocated pool of fixed-size blocks that every sequence's keys and values
 //! live in, addressed through per-sequence block tables.
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
 use crate::SeqStep;
 
-/// Keys and values of every layer for `num_blocks` blocks of `block_size` positions. Row `r` of block `b`
-/// in layer `l` holds the `n_kv_heads × head_dim` values of one position; a sequence's position `p` lives
-/// in block `table[p / block_size]` at row `p % block_size`. Allocated once: nothing on the decode path
-/// allocates KV memory.
+/// Keys and values of every layer for `num_blocks` blocks of `block_size` positions, as f16 (half the
+/// memory and the bandwidth of f32; llama.cpp's default too). A block holds its positions head by head:
+/// in layer `l`, block `b`, key/value head `h`, row `r` is one position's `head_dim` values, and the rows of
+/// one head are contiguous, so attention streams them. A sequence's position `p` lives in block
+/// `table[p / block_size]` at row `p % block_size`. Allocated once: nothing on the decode path allocates KV
+/// memory.
 #[derive(Debug)]
 pub struct KvPool {
-    keys: Vec<Vec<f32>>,
-    values: Vec<Vec<f32>>,
-    row: usize,
+    keys: Vec<Vec<f16>>,
+    values: Vec<Vec<f16>>,
+    heads: usize,
+    head_dim: usize,
     block_size: usize,
     num_blocks: usize,
 }
 
 impl KvPool {
-    /// A pool for `layers` layers of `row` values per position. Its memory is zeroed lazily by the OS, so
-    /// pages count toward resident memory only once a block is first written.
-    pub fn new(layers: usize, row: usize, block_size: usize, num_blocks: usize) -> Self {
-        let len = row * block_size * num_blocks;
-        let zeroed = || (0..layers).map(|_| vec![0.0; len]).collect();
-        Self { keys: zeroed(), values: zeroed(), row, block_size, num_blocks }
+    /// A pool for `layers` layers of `heads` key/value heads of `head_dim` values. Its memory is zeroed
+    /// lazily by the OS, so pages count toward resident memory only once a block is first written.
+    pub fn new(layers: usize, heads: usize, head_dim: usize, block_size: usize, num_blocks: usize) -> Self {
+        let len = heads * head_dim * block_size * num_blocks;
+        let zeroed = || (0..layers).map(|_| vec![f16::ZERO; len]).collect();
+        Self { keys: zeroed(), values: zeroed(), heads, head_dim, block_size, num_blocks }
+    }
+
+    /// Bytes one position takes over all layers, keys and values.
+    pub fn bytes_per_position(layers: usize, heads: usize, head_dim: usize) -> usize {
+        2 * layers * heads * head_dim * std::mem::size_of::<f16>()
     }
 
     /// Positions per block.
@@ -37,37 +48,38 @@ impl KvPool {
 
     /// Bytes one block holds over all layers, keys and values.
     pub fn block_bytes(&self) -> usize {
-        2 * self.keys.len() * self.row * self.block_size * 4
+        Self::bytes_per_position(self.keys.len(), self.heads, self.head_dim) * self.block_size
     }
 
     /// Writes the key and value rows of `step`'s new positions in one layer. `keys` and `values` hold whole
-    /// rows, one per token of the step.
+    /// rows (every head), one per token of the step.
     pub(crate) fn write(&mut self, layer: usize, step: &SeqStep<'_>, keys: &[f32], values: &[f32]) {
-        let row = self.row;
+        let (d, row) = (self.head_dim, self.heads * self.head_dim);
         for (i, (k, v)) in keys.chunks_exact(row).zip(values.chunks_exact(row)).enumerate() {
-            let at = self.slot(step.blocks, step.start + i) * row;
-            self.keys[layer][at..at + row].copy_from_slice(k);
-            self.values[layer][at..at + row].copy_from_slice(v);
+            let position = step.start + i;
+            let block = step.blocks[position / self.block_size] as usize;
+            for h in 0..self.heads {
+                let at = ((block * self.heads + h) * self.block_size + position % self.block_size) * d;
+                self.keys[layer][at..at + d].convert_from_f32_slice(&k[h * d..(h + 1) * d]);
+                self.values[layer][at..at + d].convert_from_f32_slice(&v[h * d..(h + 1) * d]);
+            }
         }
     }
 
     /// All keys and values of one layer, every block.
-    pub(crate) fn layer(&self, layer: usize) -> (&[f32], &[f32]) {
+    pub(crate) fn layer(&self, layer: usize) -> (&[f16], &[f16]) {
         (&self.keys[layer], &self.values[layer])
     }
 
     /// Copies the first `rows` positions of block `from` into block `to`, in every layer.
     pub fn copy_block(&mut self, from: u32, to: u32, rows: usize) {
-        let len = rows * self.row;
-        let (from, to) = (from as usize * self.block_size * self.row, to as usize * self.block_size * self.row);
+        let (d, bs) = (self.head_dim, self.block_size);
         for layer in self.keys.iter_mut().chain(self.values.iter_mut()) {
-            layer.copy_within(from..from + len, to);
+            for h in 0..self.heads {
+                let (from, to) = ((from as usize * self.heads + h) * bs * d, (to as usize * self.heads + h) * bs * d);
+                layer.copy_within(from..from + rows * d, to);
+            }
         }
-    }
-
-    /// The pool row of a sequence's position.
-    fn slot(&self, blocks: &[u32], position: usize) -> usize {
-        blocks[position / self.block_size] as usize * self.block_size + position % self.block_size
     }
 }
 
@@ -76,17 +88,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn positions_land_in_their_tables_blocks() {
-        let mut pool = KvPool::new(1, 2, 2, 4);
+    fn positions_land_in_their_tables_blocks_head_by_head() {
+        // 2 heads of 1 value, blocks of 2 positions: a block is [h0 r0, h0 r1, h1 r0, h1 r1].
+        let mut pool = KvPool::new(1, 2, 1, 2, 4);
         // Positions 0..3 of a sequence whose table is [3, 1]: 0,1 → block 3; 2 → block 1.
         let step = SeqStep { tokens: &[7, 7, 7], start: 0, blocks: &[3, 1], want_logits: false };
-        pool.write(0, &step, &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0], &[-1.0, -1.0, -2.0, -2.0, -3.0, -3.0]);
+        pool.write(0, &step, &[1.0, 10.0, 2.0, 20.0, 3.0, 30.0], &[-1.0, -10.0, -2.0, -20.0, -3.0, -30.0]);
+        let floats = |v: &[f16]| v.iter().map(|x| x.to_f32()).collect::<Vec<_>>();
         let (keys, values) = pool.layer(0);
-        assert_eq!(&keys[12..16], [1.0, 1.0, 2.0, 2.0]);
-        assert_eq!(&keys[4..6], [3.0, 3.0]);
-        assert_eq!(&values[4..6], [-3.0, -3.0]);
-        pool.copy_block(3, 0, 2);
-        assert_eq!(&pool.layer(0).0[0..4], [1.0, 1.0, 2.0, 2.0]);
-        assert_eq!(pool.block_bytes(), 2 * 2 * 2 * 4);
+        assert_eq!(floats(&keys[12..16]), [1.0, 2.0, 10.0, 20.0]);
+        assert_eq!(floats(&keys[4..8]), [3.0, 0.0, 30.0, 0.0]);
+        assert_eq!(floats(&values[4..8]), [-3.0, 0.0, -30.0, 0.0]);
+        pool.copy_block(3, 0, 1);
+        assert_eq!(floats(&pool.layer(0).0[0..4]), [1.0, 0.0, 10.0, 0.0], "one row of each head");
+        assert_eq!(pool.block_bytes(), 2 * 2 * 2 * 2);
     }
 }

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{Module, Tensor};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 use crate::parallel::{for_chunks, DisjointWrites};
 use crate::quant::QuantMatrix;
@@ -229,13 +231,13 @@ impl HeadLayout {
     }
 }
 
-/// One sequence's keys and values in one layer of a [`KvPool`], read through its block table.
+/// One sequence's keys and values in one layer of a [`crate::KvPool`], read through its block table.
 #[derive(Debug, Clone, Copy)]
 pub struct SeqKv<'a> {
-    /// The layer's keys, every block of the pool.
-    pub keys: &'a [f32],
-    /// The layer's values, every block of the pool.
-    pub values: &'a [f32],
+    /// The layer's keys, every block of the pool, in the pool's head-by-head layout.
+    pub keys: &'a [f16],
+    /// The layer's values, laid out as the keys.
+    pub values: &'a [f16],
     /// The sequence's block table.
     pub blocks: &'a [u32],
     /// Positions per block.
@@ -243,14 +245,22 @@ pub struct SeqKv<'a> {
 }
 
 impl SeqKv<'_> {
-    /// The sequence's first `visible` key (or value) rows, as one contiguous slice per block.
-    fn rows<'b>(&'b self, of: &'b [f32], visible: usize, kv_dim: usize) -> impl Iterator<Item = &'b [f32]> + 'b {
-        let stride = self.block_size * kv_dim;
+    /// The sequence's first `visible` key (or value) rows of head `head`, as one contiguous slice of
+    /// `rows × head_dim` values per block.
+    fn rows<'b>(
+        &'b self,
+        of: &'b [f16],
+        visible: usize,
+        head: usize,
+        heads: HeadLayout,
+    ) -> impl Iterator<Item = &'b [f16]> + 'b {
+        let d = heads.head_dim;
+        let (stride, offset) = (self.block_size * heads.kv_dim(), head * self.block_size * d);
         self.blocks.iter().enumerate().map_while(move |(i, &block)| {
             let first = i * self.block_size;
             let rows = visible.checked_sub(first).filter(|&r| r > 0)?.min(self.block_size);
-            let at = block as usize * stride;
-            Some(&of[at..at + rows * kv_dim])
+            let at = block as usize * stride + offset;
+            Some(&of[at..at + rows * d])
         })
     }
 }
@@ -320,26 +330,28 @@ impl AttentionItem<'_> {
     /// The portable body; inlined into a copy compiled for AVX2, where its loops vectorise 8 wide.
     #[inline(always)]
     fn body(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
-        let (d, kv_dim, visible) = (self.heads.head_dim, self.heads.kv_dim(), self.visible);
-        let offset = self.kv_head * d;
+        let (d, visible) = (self.heads.head_dim, self.visible);
         let scale = 1.0 / (d as f32).sqrt();
         scores.clear();
         scores.resize(self.queries.len() / d * visible, 0.0);
-        let keys = self.kv.rows(self.kv.keys, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+        let mut row = vec![0.0; d];
+        let keys =
+            self.kv.rows(self.kv.keys, visible, self.kv_head, self.heads).flat_map(|block| block.chunks_exact(d));
         for (p, key) in keys.enumerate() {
-            let key = &key[offset..offset + d];
+            key.convert_to_f32_slice(&mut row);
             for (g, query) in self.queries.chunks_exact(d).enumerate() {
-                scores[g * visible + p] = dot(query, key) * scale;
+                scores[g * visible + p] = dot(query, &row) * scale;
             }
         }
         for row in scores.chunks_exact_mut(visible) {
             softmax_in_place(row);
         }
-        let values = self.kv.rows(self.kv.values, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+        let values =
+            self.kv.rows(self.kv.values, visible, self.kv_head, self.heads).flat_map(|block| block.chunks_exact(d));
         for (p, value) in values.enumerate() {
-            let value = &value[offset..offset + d];
+            value.convert_to_f32_slice(&mut row);
             for (g, out) in out.chunks_exact_mut(d).enumerate() {
-                axpy(scores[g * visible + p], value, out);
+                axpy(scores[g * visible + p], &row, out);
             }
         }
     }
@@ -349,6 +361,8 @@ impl AttentionItem<'_> {
 mod simd {
     use std::arch::x86_64::*;
 
+    use half::f16;
+
     use super::AttentionItem;
 
     /// Query heads whose scores and outputs are computed together, sharing each key and value load.
@@ -357,32 +371,34 @@ mod simd {
     /// accumulators fit AVX2's sixteen.
     const SLAB: usize = 32;
 
-    /// Whether this CPU has AVX2 and FMA (checked once).
+    /// Whether this CPU has AVX2, FMA and F16C (checked once).
     pub(super) fn avx2() -> bool {
         static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVX2.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+        *AVX2.get_or_init(|| {
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+        })
     }
 
     /// [`AttentionItem::body`] with AVX2 + FMA: each key row is loaded once for up to [`GROUP`] query
     /// heads, the value rows once per [`SLAB`] with the heads' outputs held in registers. Head sizes that
     /// are not a multiple of [`SLAB`] take the portable body, compiled for AVX2.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn run_avx2(item: &AttentionItem<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
-        let (d, kv_dim, visible) = (item.heads.head_dim, item.heads.kv_dim(), item.visible);
+        let (d, visible) = (item.heads.head_dim, item.visible);
         if !d.is_multiple_of(SLAB) {
             return item.body(scores, out);
         }
-        let offset = item.kv_head * d;
         let heads = item.queries.len() / d;
         let scale = 1.0 / (d as f32).sqrt();
         scores.clear();
         scores.resize(heads * visible, 0.0);
-        // SAFETY: every pointer below stays inside `item.queries`, a key or value row's head slice
-        // (`offset..offset + d` of a `kv_dim` row), `scores` (`heads × visible`) or `out` (`heads × d`).
+        // SAFETY: every pointer below stays inside `item.queries`, one head's key or value row (`d` values),
+        // `scores` (`heads × visible`) or `out` (`heads × d`).
         unsafe {
-            let rows = item.kv.rows(item.kv.keys, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+            let rows =
+                item.kv.rows(item.kv.keys, visible, item.kv_head, item.heads).flat_map(|block| block.chunks_exact(d));
             for (p, key) in rows.enumerate() {
-                let key = key.as_ptr().add(offset);
+                let key = key.as_ptr();
                 for first in (0..heads).step_by(GROUP) {
                     let q = item.queries.as_ptr().add(first * d);
                     let dots = match heads - first {
@@ -488,13 +504,13 @@ mod simd {
     /// The dot products of `G` consecutive query rows of length `d` (from `q`) with one key row, in the
     /// first `G` lanes of the result.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dots<const G: usize>(q: *const f32, key: *const f32, d: usize) -> [f32; 4] {
-        // SAFETY: the caller passes `G` query rows and one key row of `d` floats.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dots<const G: usize>(q: *const f32, key: *const f16, d: usize) -> [f32; 4] {
+        // SAFETY: the caller passes `G` query rows of `d` floats and one key row of `d` halves.
         unsafe {
             let mut acc = [_mm256_setzero_ps(); 4];
             for i in (0..d).step_by(8) {
-                let k = _mm256_loadu_ps(key.add(i));
+                let k = _mm256_cvtph_ps(_mm_loadu_si128(key.add(i).cast()));
                 for (g, acc) in acc.iter_mut().take(G).enumerate() {
                     *acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.add(g * d + i)), k, *acc);
                 }
@@ -511,7 +527,7 @@ mod simd {
     /// `out[g][slab..slab + SLAB] = Σ_p scores[g][p] · value_p[slab..slab + SLAB]` (within the item's head)
     /// for the `G` query heads from `first`, accumulated in registers over every visible position.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn weigh_values<const G: usize>(
         item: &AttentionItem<'_>,
         scores: &[f32],
@@ -519,18 +535,20 @@ mod simd {
         first: usize,
         slab: usize,
     ) {
-        let (d, kv_dim, visible) = (item.heads.head_dim, item.heads.kv_dim(), item.visible);
-        let column = item.kv_head * d + slab;
-        // SAFETY: `column + SLAB <= kv_dim` within each value row, and `out` holds `heads × d` floats.
+        let (d, visible) = (item.heads.head_dim, item.visible);
+        // SAFETY: `slab + SLAB <= d` within each value row, and `out` holds `heads × d` floats.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); SLAB / 8]; G];
-            let rows = item.kv.rows(item.kv.values, visible, kv_dim).flat_map(|block| block.chunks_exact(kv_dim));
+            let rows =
+                item.kv.rows(item.kv.values, visible, item.kv_head, item.heads).flat_map(|block| block.chunks_exact(d));
             for (p, value) in rows.enumerate() {
-                let value = value.as_ptr().add(column);
+                let value = value.as_ptr().add(slab);
+                let lanes: [__m256; SLAB / 8] =
+                    std::array::from_fn(|j| _mm256_cvtph_ps(_mm_loadu_si128(value.add(8 * j).cast())));
                 for (g, acc) in acc.iter_mut().enumerate() {
                     let weight = _mm256_set1_ps(scores[(first + g) * visible + p]);
-                    for (j, acc) in acc.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(weight, _mm256_loadu_ps(value.add(8 * j)), *acc);
+                    for (acc, &lane) in acc.iter_mut().zip(&lanes) {
+                        *acc = _mm256_fmadd_ps(weight, lane, *acc);
                     }
                 }
             }
@@ -628,8 +646,12 @@ mod tests {
         assert_ne!(x, original);
     }
 
-    fn seq<'a>(keys: &'a [f32], values: &'a [f32], blocks: &'a [u32], block_size: usize) -> SeqKv<'a> {
+    fn seq<'a>(keys: &'a [f16], values: &'a [f16], blocks: &'a [u32], block_size: usize) -> SeqKv<'a> {
         SeqKv { keys, values, blocks, block_size }
+    }
+
+    fn halves(x: &[f32]) -> Vec<f16> {
+        x.iter().map(|&v| f16::from_f32(v)).collect()
     }
 
     fn one(kv: SeqKv<'_>, first: usize, tokens: usize) -> AttentionSeq<'_> {
@@ -640,7 +662,7 @@ mod tests {
     fn a_batch_attends_each_token_to_its_own_sequence() {
         // Two sequences in one pool: blocks of 1 position; A at block 0 (value 1), B at blocks 1, 2 (3, 5).
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
-        let (keys, values) = ([0.0; 6], [1.0, 1.0, 3.0, 3.0, 5.0, 5.0]);
+        let (keys, values) = (halves(&[0.0; 6]), halves(&[1.0, 1.0, 3.0, 3.0, 5.0, 5.0]));
         let (a, b) = (seq(&keys, &values, &[0], 1), seq(&keys, &values, &[1, 2], 1));
         let out = attention(&[1.0; 6], &[one(a, 0, 1), one(b, 0, 2)], heads);
         assert_eq!(out, [1.0, 1.0, 3.0, 3.0, 4.0, 4.0], "A sees 1; B's tokens see 3, then (3 + 5) / 2");
@@ -649,7 +671,7 @@ mod tests {
     #[test]
     fn attention_over_one_position_returns_its_value() {
         let heads = HeadLayout { n_heads: 2, n_kv_heads: 1, head_dim: 4 };
-        let (keys, values) = ([1.0, 0.0, 0.0, 0.0], [0.5, -1.0, 2.0, 3.0]);
+        let (keys, values) = (halves(&[1.0, 0.0, 0.0, 0.0]), halves(&[0.5, -1.0, 2.0, 3.0]));
         let out = attention(&[1.0; 8], &[one(seq(&keys, &values, &[0], 1), 0, 1)], heads);
         assert_eq!(out, [0.5, -1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 3.0]);
     }
@@ -657,7 +679,7 @@ mod tests {
     #[test]
     fn attention_is_causal_within_a_chunk() {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
-        let (keys, values) = ([0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 3.0, 3.0]);
+        let (keys, values) = (halves(&[0.0, 0.0, 0.0, 0.0]), halves(&[1.0, 1.0, 3.0, 3.0]));
         let out = attention(&[1.0, 1.0, 1.0, 1.0], &[one(seq(&keys, &values, &[0], 2), 0, 2)], heads);
         assert_eq!(out[..2], [1.0, 1.0], "the first token sees only itself");
         assert_eq!(out[2..], [2.0, 2.0], "the second averages both (equal scores)");
@@ -668,8 +690,8 @@ mod tests {
         // Blocks of 2 positions; the sequence's table is [2, 0]: positions 0,1 in block 2, position 2 in
         // block 0. Block 1 holds garbage that must never be read.
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
-        let keys = [0.0; 12];
-        let values = [5.0, 5.0, 0.0, 0.0, 99.0, 99.0, 99.0, 99.0, 1.0, 1.0, 3.0, 3.0];
+        let keys = halves(&[0.0; 12]);
+        let values = halves(&[5.0, 5.0, 0.0, 0.0, 99.0, 99.0, 99.0, 99.0, 1.0, 1.0, 3.0, 3.0]);
         let out = attention(&[1.0, 1.0], &[one(seq(&keys, &values, &[2, 0], 2), 2, 1)], heads);
         assert_eq!(out, [3.0, 3.0], "equal scores average positions 0..3: (1 + 3 + 5) / 3");
     }
@@ -682,7 +704,7 @@ mod tests {
         let noise = |n: usize, seed: usize| -> Vec<f32> {
             (0..n).map(|i| (((i * 7919 + seed) % 1000) as f32 / 500.0) - 1.0).collect()
         };
-        let (keys, values) = (noise(6 * 16 * kv_dim, 1), noise(6 * 16 * kv_dim, 2));
+        let (keys, values) = (halves(&noise(6 * 16 * kv_dim, 1)), halves(&noise(6 * 16 * kv_dim, 2)));
         let blocks = [4u32, 0, 5, 2, 1];
         let kv = seq(&keys, &values, &blocks, 16);
         let queries = noise(heads.q_dim(), 3);

@@ -172,11 +172,11 @@ impl CausalLm for Llama {
     }
 
     fn new_pool(&self, block_size: usize, num_blocks: usize) -> KvPool {
-        KvPool::new(self.blocks.len(), self.heads.kv_dim(), block_size, num_blocks)
+        KvPool::new(self.blocks.len(), self.heads.n_kv_heads, self.heads.head_dim, block_size, num_blocks)
     }
 
     fn kv_bytes_per_token(&self) -> usize {
-        2 * self.blocks.len() * self.heads.kv_dim() * 4
+        KvPool::bytes_per_position(self.blocks.len(), self.heads.n_kv_heads, self.heads.head_dim)
     }
 
     fn forward(&self, pool: &mut KvPool, batch: &[SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError> {
