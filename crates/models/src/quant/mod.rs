@@ -287,27 +287,57 @@ impl QuantizedRows {
     /// Quantizes `x`, rows of `cols` values (`cols` a multiple of 32).
     pub fn new(x: &[f32], cols: usize) -> Self {
         let blocks = x.len() / BLOCK;
-        let mut qs = Vec::with_capacity(x.len());
-        let mut d = Vec::with_capacity(blocks);
-        let mut s = Vec::with_capacity(blocks);
-        let mut sums = Vec::with_capacity(blocks);
-        for block in x.chunks_exact(BLOCK) {
-            let amax = block.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let mut rows = Self {
+            rows: x.len() / cols,
+            blocks_per_row: cols / BLOCK,
+            qs: vec![0; blocks * BLOCK],
+            d: vec![0.0; blocks],
+            s: vec![0.0; blocks],
+            sums: vec![0; blocks],
+        };
+        #[cfg(target_arch = "x86_64")]
+        if Kernel::detect().is_avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { rows.quantize_avx2(x) };
+            return rows;
+        }
+        rows.quantize(x);
+        rows
+    }
+
+    /// [`Self::quantize`] compiled for AVX2, where its loops vectorise.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn quantize_avx2(&mut self, x: &[f32]) {
+        self.quantize(x);
+    }
+
+    /// Fills the quants, scales and sums from `x`, one block of 32 values at a time.
+    #[inline(always)]
+    fn quantize(&mut self, x: &[f32]) {
+        let per_block =
+            self.qs.chunks_exact_mut(BLOCK).zip(self.d.iter_mut().zip(self.s.iter_mut().zip(&mut self.sums)));
+        for (block, (qs, (d, (s, sum)))) in x.chunks_exact(BLOCK).zip(per_block) {
+            // Lane-wise maxima first, so the reduction vectorises; the maximum is the same in any order.
+            let mut lanes = [0.0f32; 8];
+            for eight in block.chunks_exact(8) {
+                for (lane, v) in lanes.iter_mut().zip(eight) {
+                    *lane = lane.max(v.abs());
+                }
+            }
+            let amax = lanes.iter().fold(0.0f32, |a, &v| a.max(v));
             let scale = amax / 127.0;
             let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-            let mut sum = 0i32;
-            for &v in block {
-                // Round to nearest by the float-add trick (|v * inv| <= 127 < 2^22): no libm call, so
-                // the loop vectorises.
-                let q = ((v * inv + ROUNDING) - ROUNDING) as i8;
-                sum += i32::from(q);
-                qs.push(q);
+            let mut total = 0i32;
+            for (q, &v) in qs.iter_mut().zip(block) {
+                // Round to nearest by the float-add trick (|v * inv| <= 127 < 2^22): no libm call.
+                *q = ((v * inv + ROUNDING) - ROUNDING) as i8;
+                total += i32::from(*q);
             }
-            d.push(scale);
-            s.push(scale * sum as f32);
-            sums.push(sum);
+            *d = scale;
+            *s = scale * total as f32;
+            *sum = total;
         }
-        Self { rows: x.len() / cols, blocks_per_row: cols / BLOCK, qs, d, s, sums }
     }
 }
 
@@ -324,6 +354,11 @@ enum Kernel {
 }
 
 impl Kernel {
+    #[cfg(target_arch = "x86_64")]
+    fn is_avx2(self) -> bool {
+        matches!(self, Self::Avx2)
+    }
+
     fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
         {
