@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use hearth_models::layers::exp;
+use hearth_models::layers::{exp, log_sum_exp};
 
 use crate::{SamplingParams, TokenConstraint};
 
@@ -194,13 +194,6 @@ fn argmax(values: &[f32]) -> usize {
         }
     }
     best
-}
-
-/// `ln Σ exp(logits)`, computed stably.
-fn log_sum_exp(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|l| exp((l - max).max(-87.0))).sum();
-    max + sum.ln()
 }
 
 /// Indices of the `n` largest values, largest first, lowest index first on ties.
