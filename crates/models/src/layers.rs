@@ -446,7 +446,8 @@ mod simd {
             let shift = _mm256_set1_ps(max);
             let mut total = _mm256_setzero_ps();
             for i in (0..whole).step_by(8) {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), shift));
+                let shifted = _mm256_sub_ps(_mm256_loadu_ps(p.add(i)), shift);
+                let e = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(shifted, _mm256_set1_ps(-80.0)), exp8(shifted));
                 _mm256_storeu_ps(p.add(i), e);
                 total = _mm256_add_ps(total, e);
             }
@@ -488,15 +489,32 @@ mod simd {
         }
     }
 
-    /// [`super::exp`] of eight lanes, with lanes below -80 set to exactly 0.
+    /// `silu(gate) * up` into `gate`, eight lanes at a time; the same bits as [`super::swiglu_body`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn swiglu(gate: &mut [f32], up: &[f32]) {
+        let n = gate.len().min(up.len());
+        let whole = n / 8 * 8;
+        let (g, u) = (gate.as_mut_ptr(), up.as_ptr());
+        // SAFETY: the 8-wide accesses stay below `whole <= n`.
+        unsafe {
+            let one = _mm256_set1_ps(1.0);
+            for i in (0..whole).step_by(8) {
+                let x = _mm256_loadu_ps(g.add(i));
+                let silu = _mm256_div_ps(x, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+                _mm256_storeu_ps(g.add(i), _mm256_mul_ps(silu, _mm256_loadu_ps(u.add(i))));
+            }
+        }
+        super::swiglu_body(&mut gate[whole..n], &up[whole..n]);
+    }
+
+    /// [`super::exp`] of eight lanes: the same clamp, reduction and series, so the same bits.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn exp8(x: __m256) -> __m256 {
         const LN2_HI: f32 = 0.693_145_75;
         const LN2_LO: f32 = 1.428_606_8e-6;
         let c = _mm256_set1_ps;
-        let kept = _mm256_cmp_ps::<_CMP_GE_OQ>(x, c(-80.0));
-        let x = _mm256_max_ps(x, c(-87.0));
+        let x = _mm256_min_ps(_mm256_max_ps(x, c(-87.0)), c(88.0));
         let k = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(x, c(std::f32::consts::LOG2_E)), c(0.5)));
         let f = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(k, c(LN2_HI))), _mm256_mul_ps(k, c(LN2_LO)));
         let mut poly = c(1.0 / 720.0);
@@ -504,7 +522,7 @@ mod simd {
             poly = _mm256_add_ps(c(coefficient), _mm256_mul_ps(f, poly));
         }
         let scale = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvttps_epi32(k), _mm256_set1_epi32(127)));
-        _mm256_and_ps(kept, _mm256_mul_ps(_mm256_castsi256_ps(scale), poly))
+        _mm256_mul_ps(_mm256_castsi256_ps(scale), poly)
     }
 
     #[inline]
@@ -584,21 +602,24 @@ mod simd {
     }
 }
 
-/// `silu(gate) * up`, elementwise, into `gate`.
+/// `silu(gate) * up`, elementwise, into `gate`; split over the inference threads when large.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if simd::avx2() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { swiglu_avx2(gate, up) };
-    }
-    swiglu_body(gate, up);
-}
-
-/// [`swiglu_body`] compiled for AVX2, where it vectorises.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn swiglu_avx2(gate: &mut [f32], up: &[f32]) {
-    swiglu_body(gate, up);
+    /// Values per work item: enough to outweigh a thread hand-off.
+    const CHUNK: usize = 4096;
+    let n = gate.len().min(up.len());
+    let cells = DisjointWrites::new(gate);
+    for_chunks(n.div_ceil(CHUNK), |chunks| {
+        let values = chunks.start * CHUNK..(chunks.end * CHUNK).min(n);
+        // SAFETY: chunks are split between threads, so only this one writes `values`.
+        let gate = unsafe { cells.slice(values.clone()) };
+        let up = &up[values];
+        #[cfg(target_arch = "x86_64")]
+        if simd::avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { simd::swiglu(gate, up) };
+        }
+        swiglu_body(gate, up);
+    });
 }
 
 #[inline(always)]
@@ -807,6 +828,9 @@ mod tests {
         let up: Vec<f32> = (0..203).map(|i| 1.0 + (i % 7) as f32).collect();
         let mut ours = gate.clone();
         swiglu(&mut ours, &up);
+        let mut portable = gate.clone();
+        swiglu_body(&mut portable, &up);
+        assert_eq!(ours, portable, "the SIMD and portable bodies agree bit for bit");
         for ((g, u), o) in gate.iter().zip(&up).zip(&ours) {
             let exact = g / (1.0 + (-g).exp()) * u;
             assert!((o - exact).abs() <= 1e-5 * exact.abs().max(1e-3), "silu({g}) * {u} = {o}, expected {exact}");
