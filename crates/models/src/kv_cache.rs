@@ -2,7 +2,7 @@
 //! live in, addressed through per-sequence block tables.
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
+use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 
 use crate::SeqStep;
 
@@ -14,8 +14,10 @@ use crate::SeqStep;
 /// memory.
 #[derive(Debug)]
 pub struct KvPool {
-    keys: Vec<Vec<f16>>,
-    values: Vec<Vec<f16>>,
+    /// f16 bits: a `u16` vector of zeros is allocated zeroed by the OS, untouched, where one of `f16`
+    /// would be written out page by page.
+    keys: Vec<Vec<u16>>,
+    values: Vec<Vec<u16>>,
     heads: usize,
     head_dim: usize,
     block_size: usize,
@@ -27,7 +29,7 @@ impl KvPool {
     /// lazily by the OS, so pages count toward resident memory only once a block is first written.
     pub fn new(layers: usize, heads: usize, head_dim: usize, block_size: usize, num_blocks: usize) -> Self {
         let len = heads * head_dim * block_size * num_blocks;
-        let zeroed = || (0..layers).map(|_| vec![f16::ZERO; len]).collect();
+        let zeroed = || (0..layers).map(|_| vec![0u16; len]).collect();
         Self { keys: zeroed(), values: zeroed(), heads, head_dim, block_size, num_blocks }
     }
 
@@ -60,15 +62,19 @@ impl KvPool {
             let block = step.blocks[position / self.block_size] as usize;
             for h in 0..self.heads {
                 let at = ((block * self.heads + h) * self.block_size + position % self.block_size) * d;
-                self.keys[layer][at..at + d].convert_from_f32_slice(&k[h * d..(h + 1) * d]);
-                self.values[layer][at..at + d].convert_from_f32_slice(&v[h * d..(h + 1) * d]);
+                self.keys[layer][at..at + d]
+                    .reinterpret_cast_mut::<f16>()
+                    .convert_from_f32_slice(&k[h * d..(h + 1) * d]);
+                self.values[layer][at..at + d]
+                    .reinterpret_cast_mut::<f16>()
+                    .convert_from_f32_slice(&v[h * d..(h + 1) * d]);
             }
         }
     }
 
     /// All keys and values of one layer, every block.
     pub(crate) fn layer(&self, layer: usize) -> (&[f16], &[f16]) {
-        (&self.keys[layer], &self.values[layer])
+        (self.keys[layer].reinterpret_cast(), self.values[layer].reinterpret_cast())
     }
 
     /// Copies the first `rows` positions of block `from` into block `to`, in every layer.
@@ -86,6 +92,24 @@ impl KvPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Resident memory of this process, from `/proc/self/statm` (pages of 4 KiB).
+    #[cfg(target_os = "linux")]
+    fn resident_bytes() -> usize {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_pool_takes_no_resident_memory_until_written() {
+        let before = resident_bytes();
+        // 1 GiB: 4 layers × keys and values × 128 MiB.
+        let pool = KvPool::new(4, 4, 64, 16, 16384);
+        let grown = resident_bytes().saturating_sub(before);
+        assert_eq!(pool.block_bytes() * pool.num_blocks(), 1 << 30);
+        assert!(grown < 64 << 20, "allocating the pool made {} MiB resident", grown >> 20);
+    }
 
     #[test]
     fn positions_land_in_their_tables_blocks_head_by_head() {
