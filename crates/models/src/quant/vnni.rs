@@ -20,6 +20,8 @@ use crate::parallel::{for_chunks, DisjointWrites};
 pub(super) const COLS: usize = 16;
 /// Activation rows that share one decoded weight block.
 const ROWS: usize = 8;
+/// How many blocks ahead the kernel prefetches weights.
+const AHEAD: usize = 6;
 
 /// Whether this CPU runs the kernel.
 pub(super) fn available() -> bool {
@@ -217,6 +219,12 @@ unsafe fn tile<const R: usize, const NIBBLES: bool, const OFFSET: bool>(
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let line = lines.add(b * per_block);
+            // The weights stream from memory, faster than the hardware prefetcher fetches them: ask for the
+            // block [`AHEAD`] blocks on (past this tile's end, the next tile's, which follows in memory; a
+            // prefetch never faults).
+            for g in 0..per_block {
+                _mm_prefetch::<_MM_HINT_T0>(line.wrapping_add(AHEAD * per_block + g).cast());
+            }
             let w: [__m512i; 8] = if NIBBLES {
                 let packed = [0, 1, 2, 3].map(|g| _mm512_load_si512(line.add(g)));
                 std::array::from_fn(|g| {
