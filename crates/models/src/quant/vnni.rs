@@ -95,7 +95,7 @@ impl Packed {
 
     /// Weight row `n` as `f32` values.
     pub(super) fn dequantize_row(&self, n: usize) -> Vec<f32> {
-        let per_block = self.lines.len() / (self.tiles * self.blocks);
+        let per_block = lines_per_block(self.format).expect("only covered formats are packed");
         let (t, c) = (n / COLS, n % COLS);
         let center = f32::from(center(self.format) as u8);
         let mut out = Vec::with_capacity(self.blocks * BLOCK);
@@ -150,12 +150,12 @@ fn lines_per_block(format: Format) -> Option<usize> {
     }
 }
 
-/// What the stored unsigned quants are shifted by (`x = d * (q - center)`) in formats without an offset.
+/// What the stored unsigned quants are shifted by (`x = d * (q - center)`) in formats without an offset:
+/// the format's own centre, or 128 for Q8_0, whose signed quants are stored offset by 128.
 fn center(format: Format) -> i32 {
     match format {
         Format::Q8_0 => 128,
-        Format::Q4_0 => 8,
-        _ => 0,
+        other => other.center() as i32,
     }
 }
 
