@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use hearth_models::layers::{exp, log_sum_exp};
+use hearth_models::ops::{exp, log_sum_exp};
 
 use crate::{SamplingParams, TokenConstraint};
 

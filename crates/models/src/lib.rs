@@ -5,24 +5,30 @@
 //! positions share one forward step and share cached prefix blocks.
 //!
 //! # Layout
-//! - [`gguf`] — [`GgufFile`], a GGUF file's metadata and tensors, read once.
-//! - [`layers`] — RMSNorm, RoPE, grouped-query attention through a block table, SwiGLU: written once, shared by
-//!   every architecture.
+//! - [`gguf`] — [`GgufFile`], our own reader of a GGUF file's metadata and tensors (hostile files are refused).
+//! - [`quant`] — [`quant::Matrix`], every weight format's in-memory layout and kernels (by format and
+//!   instruction set).
+//! - [`linear`] — [`linear::Linear`] and [`linear::Projections`], weights applied to activations.
+//! - [`ops`] — attention through a block table, RMSNorm, RoPE, SwiGLU: written once, shared by every
+//!   architecture.
 //! - [`embedding`] — [`Embedder`] and [`BertEmbedder`], sentence embeddings from a BERT encoder.
 //! - [`kv_cache`] — [`KvPool`], the paged keys and values of every sequence and layer.
 //! - [`llama`] — the Llama architecture (Llama 2/3, SmolLM, Mistral-style GGUFs).
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
+//! - `cpu` — which instruction set the kernels use here, and their shared AVX2 helpers.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
 #![warn(missing_docs)]
 
+mod cpu;
 pub mod embedding;
 pub mod gguf;
 pub mod kv_cache;
-pub mod layers;
+pub mod linear;
 pub mod llama;
+pub mod ops;
 mod parallel;
 pub mod quant;
-#[cfg(feature = "test-util")]
+#[cfg(any(test, feature = "test-util"))]
 pub mod tiny;
 
 pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
@@ -48,7 +54,7 @@ pub enum ModelError {
     /// A metadata key or tensor is missing or malformed.
     #[error("invalid model file: {0}")]
     Invalid(String),
-    /// candle failed.
+    /// candle failed (the BERT embedder).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

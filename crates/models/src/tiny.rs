@@ -34,29 +34,67 @@ fn byte_char(b: u8) -> char {
     }
 }
 
+/// The shape and weight format of a tiny model.
+#[derive(Debug, Clone, Copy)]
+pub struct TinySpec {
+    /// Embedding width (a multiple of 256 for K-quant weights).
+    pub dim: usize,
+    /// Feed-forward width.
+    pub ffn: usize,
+    /// The type every matrix is quantized to.
+    pub weights: GgmlDType,
+    /// Store the quantized values dequantized, as F32: the same model, run by the dense kernel.
+    pub dequantized: bool,
+    /// Range of a separate output head's weights (larger makes the next-token distribution more peaked);
+    /// `None` ties the head to the embedding.
+    pub head_scale: Option<f32>,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        Self { dim: 64, ffn: 128, weights: GgmlDType::Q8_0, dequantized: false, head_scale: None }
+    }
+}
+
 /// Writes `tiny-llama.gguf` into `dir` with weights drawn from `seed`; returns its path.
 pub fn write_llama(dir: &Path, seed: u64) -> Result<PathBuf, ModelError> {
-    let (dim, ffn, layers) = (64usize, 128usize, 2usize);
+    write_llama_with(dir, seed, TinySpec::default(), "tiny-llama.gguf")
+}
+
+/// Writes a tiny Llama of shape and format `spec` into `dir/name`; returns its path.
+pub fn write_llama_with(dir: &Path, seed: u64, spec: TinySpec, name: &str) -> Result<PathBuf, ModelError> {
+    let (dim, ffn, layers) = (spec.dim, spec.ffn, 2usize);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut random = |rows: usize, cols: usize, scale: f32| -> Result<QTensor, ModelError> {
         let data: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-scale..scale)).collect();
-        Ok(QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &Device::Cpu)?, GgmlDType::Q8_0)?)
+        let quantized = QTensor::quantize(&Tensor::from_vec(data, (rows, cols), &Device::Cpu)?, spec.weights)?;
+        if spec.dequantized {
+            return Ok(QTensor::quantize(&quantized.dequantize(&Device::Cpu)?, GgmlDType::F32)?);
+        }
+        Ok(quantized)
     };
     let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32);
 
     let mut tensors: Vec<(String, QTensor)> =
         vec![("token_embd.weight".into(), random(VOCAB, dim, 1.0)?), ("output_norm.weight".into(), ones(dim)?)];
+    // Hidden weights in ±0.3 at the default width, narrower as the input widens, so every layer keeps
+    // activations at the same scale whatever the shape.
+    let (w, w_down) = (0.3 * (64.0 / dim as f32).sqrt(), 0.3 * (64.0 / ffn as f32).sqrt() * 2f32.sqrt());
     for i in 0..layers {
         let t = |n: &str| format!("blk.{i}.{n}.weight");
         tensors.push((t("attn_norm"), ones(dim)?));
-        tensors.push((t("attn_q"), random(dim, dim, 0.3)?));
-        tensors.push((t("attn_k"), random(dim / 2, dim, 0.3)?));
-        tensors.push((t("attn_v"), random(dim / 2, dim, 0.3)?));
-        tensors.push((t("attn_output"), random(dim, dim, 0.3)?));
+        tensors.push((t("attn_q"), random(dim, dim, w)?));
+        tensors.push((t("attn_k"), random(dim / 2, dim, w)?));
+        tensors.push((t("attn_v"), random(dim / 2, dim, w)?));
+        tensors.push((t("attn_output"), random(dim, dim, w)?));
         tensors.push((t("ffn_norm"), ones(dim)?));
-        tensors.push((t("ffn_gate"), random(ffn, dim, 0.3)?));
-        tensors.push((t("ffn_up"), random(ffn, dim, 0.3)?));
-        tensors.push((t("ffn_down"), random(dim, ffn, 0.3)?));
+        tensors.push((t("ffn_gate"), random(ffn, dim, w)?));
+        tensors.push((t("ffn_up"), random(ffn, dim, w)?));
+        tensors.push((t("ffn_down"), random(dim, ffn, w_down)?));
+    }
+
+    if let Some(scale) = spec.head_scale {
+        tensors.push(("output.weight".into(), random(VOCAB, dim, scale)?));
     }
 
     let mut tokens: Vec<Value> = (0..=255u8).map(|b| Value::String(byte_char(b).to_string())).collect();
@@ -84,7 +122,7 @@ pub fn write_llama(dir: &Path, seed: u64) -> Result<PathBuf, ModelError> {
         ("tokenizer.chat_template", Value::String(CHATML.into())),
     ];
 
-    let path = dir.join("tiny-llama.gguf");
+    let path = dir.join(name);
     let io = |source| ModelError::Io { path: path.display().to_string(), source };
     let mut file = std::io::BufWriter::new(std::fs::File::create(&path).map_err(io)?);
     let metadata: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (*k, v)).collect();

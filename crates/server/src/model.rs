@@ -89,7 +89,7 @@ fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
             .ints("tokenizer.ggml.token_type")
             .unwrap_or_default()
             .into_iter()
-            .map(TokenType::from_gguf)
+            .map(|code| TokenType::from_gguf(i32::try_from(code).unwrap_or(0)))
             .collect(),
         merges: file.strings("tokenizer.ggml.merges").unwrap_or_default(),
         bos: optional_id("tokenizer.ggml.bos_token_id"),

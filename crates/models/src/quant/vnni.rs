@@ -13,7 +13,9 @@
 
 use std::arch::x86_64::*;
 
-use super::{Format, QuantMatrix, QuantizedRows, BLOCK};
+use super::activations::QuantizedRows;
+use super::legacy::{LegacyFormat, LegacyMatrix};
+use super::BLOCK;
 use crate::parallel::{for_chunks, DisjointWrites};
 
 /// Output columns per tile: one 512-bit register of f32 sums.
@@ -41,7 +43,7 @@ struct Line([u8; 64]);
 /// A weight matrix in the tile layout described above.
 #[derive(Debug, Clone)]
 pub(super) struct Packed {
-    format: Format,
+    format: LegacyFormat,
     blocks: usize,
     tiles: usize,
     /// `[tile][block][line]`.
@@ -54,7 +56,7 @@ pub(super) struct Packed {
 
 impl Packed {
     /// Repacks `w`'s blocks; `None` for formats the kernel does not cover.
-    pub(super) fn new(w: &QuantMatrix) -> Option<Self> {
+    pub(super) fn new(w: &LegacyMatrix) -> Option<Self> {
         let per_block = lines_per_block(w.format)?;
         let blocks = w.cols / BLOCK;
         let tiles = w.rows.div_ceil(COLS);
@@ -71,7 +73,7 @@ impl Packed {
             for b in 0..blocks {
                 let (src, dst) = (n * blocks + b, t * blocks + b);
                 let quants: [u8; 32] = match w.format {
-                    Format::Q8_0 => std::array::from_fn(|k| w.qs[src * 32 + k] ^ 0x80),
+                    LegacyFormat::Q8_0 => std::array::from_fn(|k| w.qs[src * 32 + k] ^ 0x80),
                     _ => w.unsigned_quants(src),
                 };
                 let lines = &mut packed.lines[dst * per_block..][..per_block];
@@ -120,10 +122,10 @@ impl Packed {
     pub(super) fn matmul(&self, acts: &QuantizedRows, out: &mut [f32], width: usize) {
         let cells = DisjointWrites::new(out);
         let kernel = match self.format {
-            Format::Q4_1 => rows_dispatch::<true, true>,
-            Format::Q4_0 => rows_dispatch::<true, false>,
-            Format::Q8_0 => rows_dispatch::<false, false>,
-            Format::Q5_0 | Format::Q5_1 => unreachable!("5-bit formats are never packed"),
+            LegacyFormat::Q4_1 => rows_dispatch::<true, true>,
+            LegacyFormat::Q4_0 => rows_dispatch::<true, false>,
+            LegacyFormat::Q8_0 => rows_dispatch::<false, false>,
+            LegacyFormat::Q5_0 | LegacyFormat::Q5_1 => unreachable!("5-bit formats are never packed"),
         };
         for_chunks(self.tiles, |tiles| {
             for t in tiles {
@@ -142,19 +144,19 @@ impl Packed {
 }
 
 /// 64-byte lines per block, for the formats the kernel covers.
-fn lines_per_block(format: Format) -> Option<usize> {
+fn lines_per_block(format: LegacyFormat) -> Option<usize> {
     match format {
-        Format::Q8_0 => Some(8),
-        Format::Q4_0 | Format::Q4_1 => Some(4),
-        Format::Q5_0 | Format::Q5_1 => None,
+        LegacyFormat::Q8_0 => Some(8),
+        LegacyFormat::Q4_0 | LegacyFormat::Q4_1 => Some(4),
+        LegacyFormat::Q5_0 | LegacyFormat::Q5_1 => None,
     }
 }
 
 /// What the stored unsigned quants are shifted by (`x = d * (q - center)`) in formats without an offset:
 /// the format's own centre, or 128 for Q8_0, whose signed quants are stored offset by 128.
-fn center(format: Format) -> i32 {
+fn center(format: LegacyFormat) -> i32 {
     match format {
-        Format::Q8_0 => 128,
+        LegacyFormat::Q8_0 => 128,
         other => other.center() as i32,
     }
 }

@@ -1,0 +1,518 @@
+//! GGML's K-quants: super-blocks of 256 values with one f16 scale (and an f16 minimum scale) and small
+//! integer scales per group of 16 or 32 values, times activations quantized per 256 values
+//! ([`SuperRows`]).
+//!
+//! The blocks stay in memory exactly as stored. Each format's only code is how to unpack one super-block
+//! into [`Unpacked`], the form every kernel consumes:
+//! - unsigned formats (Q2_K, Q4_K, Q5_K): `x_i = d · scales[i/16] · q_i − dmin · mins[i/16]`;
+//! - signed formats (Q3_K, Q6_K): `x_i = d · scales[i/16] · q_i`, with `q_i` an i8.
+//!
+//! so a super-block's contribution to one activation row is
+//! `d·da · Σ_g scales[g] · (q·a)_g − dmin·da · Σ_g mins[g] · Σa_g`, all sums in integers. The unpacking is
+//! plain Rust that the compiler vectorises inside each instruction set's kernel.
+
+use super::activations::SuperRows;
+use super::{scalar, Isa, SUPER};
+use crate::gguf::TensorType;
+use crate::parallel::{for_chunks, DisjointWrites};
+
+#[cfg(target_arch = "x86_64")]
+use super::avx2;
+
+/// Activation rows that share one unpacked super-block.
+pub const KTILE: usize = 8;
+
+/// The K-quant formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KFormat {
+    /// 2-bit quants, 4-bit scales and minimums per 16 values.
+    Q2K,
+    /// 3-bit signed quants, 6-bit scales per 16 values.
+    Q3K,
+    /// 4-bit quants, 6-bit scales and minimums per 32 values.
+    Q4K,
+    /// 5-bit quants, 6-bit scales and minimums per 32 values.
+    Q5K,
+    /// 6-bit signed quants, 8-bit scales per 16 values.
+    Q6K,
+}
+
+impl KFormat {
+    /// The K-quant format of a GGUF tensor type, if it is one (Q8_K, an activation format, is not).
+    pub fn of(dtype: TensorType) -> Option<Self> {
+        Some(match dtype {
+            TensorType::Q2_K => Self::Q2K,
+            TensorType::Q3_K => Self::Q3K,
+            TensorType::Q4_K => Self::Q4K,
+            TensorType::Q5_K => Self::Q5K,
+            TensorType::Q6_K => Self::Q6K,
+            _ => return None,
+        })
+    }
+
+    /// Bytes of one super-block.
+    pub(super) fn block_bytes(self) -> usize {
+        match self {
+            Self::Q2K => 84,
+            Self::Q3K => 110,
+            Self::Q4K => 144,
+            Self::Q5K => 176,
+            Self::Q6K => 210,
+        }
+    }
+
+    /// Whether the unpacked quants are signed (no minimum term).
+    pub(super) fn signed(self) -> bool {
+        matches!(self, Self::Q3K | Self::Q6K)
+    }
+}
+
+/// One super-block unpacked: quants one per byte, an integer scale and minimum per group of 16.
+#[derive(Debug, Clone)]
+#[repr(C, align(32))]
+pub(super) struct Unpacked {
+    /// Unsigned quants, or i8 bits for the signed formats.
+    pub q: [u8; SUPER],
+    pub scales: [i16; 16],
+    pub mins: [i16; 16],
+    pub d: f32,
+    pub dmin: f32,
+}
+
+impl Default for Unpacked {
+    fn default() -> Self {
+        Self { q: [0; SUPER], scales: [0; 16], mins: [0; 16], d: 0.0, dmin: 0.0 }
+    }
+}
+
+fn f16_at(b: &[u8], at: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+/// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit minimums into 12 bytes.
+#[inline(always)]
+fn six_bit_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut mn) = ([0; 8], [0; 8]);
+    for j in 0..4 {
+        sc[j] = s[j] & 63;
+        mn[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0F) | ((s[j] >> 6) << 4);
+        mn[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+    (sc, mn)
+}
+
+/// Per-32 scales and minimums spread to the 16 groups of 16.
+#[inline(always)]
+fn per_32(u: &mut Unpacked, sc: [u8; 8], mn: [u8; 8]) {
+    for j in 0..8 {
+        u.scales[2 * j] = i16::from(sc[j]);
+        u.scales[2 * j + 1] = i16::from(sc[j]);
+        u.mins[2 * j] = i16::from(mn[j]);
+        u.mins[2 * j + 1] = i16::from(mn[j]);
+    }
+}
+
+/// A K-quant format's super-block layout (GGML's `block_qN_K`).
+pub(super) trait KBlock {
+    /// The format.
+    const FORMAT: KFormat;
+    /// Unpacks one super-block (`FORMAT.block_bytes()` bytes).
+    fn unpack(block: &[u8], u: &mut Unpacked);
+}
+
+/// `d, dmin: f16; scales: [u8; 12]; qs: [u8; 128]`: value `64j + l` is the low nibble of `qs[32j + l]`,
+/// value `64j + 32 + l` its high nibble, in groups of 32 with scale and minimum `j`.
+pub(super) struct Q4K;
+impl KBlock for Q4K {
+    const FORMAT: KFormat = KFormat::Q4K;
+    #[inline(always)]
+    fn unpack(b: &[u8], u: &mut Unpacked) {
+        let b: &[u8; 144] = b.try_into().expect("a Q4_K block");
+        (u.d, u.dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (sc, mn) = six_bit_scales(&b[4..16]);
+        per_32(u, sc, mn);
+        for (j, qs) in b[16..].chunks_exact(32).enumerate() {
+            for (l, &byte) in qs.iter().enumerate() {
+                u.q[64 * j + l] = byte & 0x0F;
+                u.q[64 * j + 32 + l] = byte >> 4;
+            }
+        }
+    }
+}
+
+/// As Q4_K, with `qh: [u8; 32]` before the nibbles: bit `2j` of `qh[l]` is the fifth bit of value
+/// `64j + l`, bit `2j + 1` that of value `64j + 32 + l`.
+pub(super) struct Q5K;
+impl KBlock for Q5K {
+    const FORMAT: KFormat = KFormat::Q5K;
+    #[inline(always)]
+    fn unpack(b: &[u8], u: &mut Unpacked) {
+        let b: &[u8; 176] = b.try_into().expect("a Q5_K block");
+        (u.d, u.dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (sc, mn) = six_bit_scales(&b[4..16]);
+        per_32(u, sc, mn);
+        let qh = &b[16..48];
+        for (j, qs) in b[48..].chunks_exact(32).enumerate() {
+            for (l, (&byte, &high)) in qs.iter().zip(qh).enumerate() {
+                u.q[64 * j + l] = (byte & 0x0F) | (((high >> (2 * j)) & 1) << 4);
+                u.q[64 * j + 32 + l] = (byte >> 4) | (((high >> (2 * j + 1)) & 1) << 4);
+            }
+        }
+    }
+}
+
+/// `ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: f16`; in half `n` (128 values), value
+/// `32k + l` takes nibble `k / 2` of `ql[64n + 32(k % 2) + l]` and bits `2k..2k + 2` of `qh[32n + l]`,
+/// minus 32.
+pub(super) struct Q6K;
+impl KBlock for Q6K {
+    const FORMAT: KFormat = KFormat::Q6K;
+    #[inline(always)]
+    fn unpack(b: &[u8], u: &mut Unpacked) {
+        let b: &[u8; 210] = b.try_into().expect("a Q6_K block");
+        for n in 0..2 {
+            let (ql, qh) = (&b[64 * n..64 * n + 64], &b[128 + 32 * n..160 + 32 * n]);
+            let q = &mut u.q[128 * n..128 * n + 128];
+            for l in 0..32 {
+                let high = qh[l];
+                q[l] = ((ql[l] & 0x0F) | ((high & 3) << 4)).wrapping_sub(32);
+                q[l + 32] = ((ql[l + 32] & 0x0F) | (((high >> 2) & 3) << 4)).wrapping_sub(32);
+                q[l + 64] = ((ql[l] >> 4) | (((high >> 4) & 3) << 4)).wrapping_sub(32);
+                q[l + 96] = ((ql[l + 32] >> 4) | (((high >> 6) & 3) << 4)).wrapping_sub(32);
+            }
+        }
+        for (scale, &s) in u.scales.iter_mut().zip(&b[192..208]) {
+            *scale = i16::from(s as i8);
+        }
+        (u.d, u.dmin) = (f16_at(b, 208), 0.0);
+    }
+}
+
+/// `hmask: [u8; 32], qs: [u8; 64], scales: [u8; 12], d: f16`; value `128n + 32j + l` takes bits
+/// `2j..2j + 2` of `qs[32n + l]` and, as its third bit, bit `4n + j` of `hmask[l]`, minus 4; sixteen
+/// 6-bit scales minus 32.
+pub(super) struct Q3K;
+impl KBlock for Q3K {
+    const FORMAT: KFormat = KFormat::Q3K;
+    #[inline(always)]
+    fn unpack(b: &[u8], u: &mut Unpacked) {
+        let b: &[u8; 110] = b.try_into().expect("a Q3_K block");
+        let (hmask, qs, s) = (&b[0..32], &b[32..96], &b[96..108]);
+        for n in 0..2 {
+            for j in 0..4 {
+                for l in 0..32 {
+                    let low = (qs[32 * n + l] >> (2 * j)) & 3;
+                    let high = (hmask[l] >> (4 * n + j)) & 1;
+                    u.q[128 * n + 32 * j + l] = (low | (high << 2)).wrapping_sub(4);
+                }
+            }
+        }
+        // Scale g: low 4 bits from s[g % 8] (nibble g / 8), high 2 bits from s[8 + g % 4] (pair g / 4).
+        for g in 0..16 {
+            let low = (s[g % 8] >> (4 * (g / 8))) & 0x0F;
+            let high = (s[8 + g % 4] >> (2 * (g / 4))) & 3;
+            u.scales[g] = i16::from(low | (high << 4)) - 32;
+        }
+        (u.d, u.dmin) = (f16_at(b, 108), 0.0);
+    }
+}
+
+/// `scales: [u8; 16], qs: [u8; 64], d, dmin: f16`; value `128n + 32j + l` is bits `2j..2j + 2` of
+/// `qs[32n + l]`; group `g` has scale `scales[g] & 15` and minimum `scales[g] >> 4`.
+pub(super) struct Q2K;
+impl KBlock for Q2K {
+    const FORMAT: KFormat = KFormat::Q2K;
+    #[inline(always)]
+    fn unpack(b: &[u8], u: &mut Unpacked) {
+        let b: &[u8; 84] = b.try_into().expect("a Q2_K block");
+        let qs = &b[16..80];
+        for n in 0..2 {
+            for j in 0..4 {
+                for l in 0..32 {
+                    u.q[128 * n + 32 * j + l] = (qs[32 * n + l] >> (2 * j)) & 3;
+                }
+            }
+        }
+        for (g, &s) in b[..16].iter().enumerate() {
+            u.scales[g] = i16::from(s & 0x0F);
+            u.mins[g] = i16::from(s >> 4);
+        }
+        (u.d, u.dmin) = (f16_at(b, 80), f16_at(b, 82));
+    }
+}
+
+/// Runs `$body` with `$F` bound to the [`KBlock`] type of `$format`.
+macro_rules! with_block {
+    ($format:expr, $F:ident => $body:expr) => {
+        match $format {
+            KFormat::Q2K => {
+                type $F = Q2K;
+                $body
+            }
+            KFormat::Q3K => {
+                type $F = Q3K;
+                $body
+            }
+            KFormat::Q4K => {
+                type $F = Q4K;
+                $body
+            }
+            KFormat::Q5K => {
+                type $F = Q5K;
+                $body
+            }
+            KFormat::Q6K => {
+                type $F = Q6K;
+                $body
+            }
+        }
+    };
+}
+
+/// A `rows × cols` weight matrix in K-quant super-blocks, exactly as stored in the file.
+#[derive(Debug, Clone)]
+pub struct KQuantMatrix {
+    pub(super) format: KFormat,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    /// Row-major super-blocks.
+    pub(super) blocks: Vec<u8>,
+}
+
+impl KQuantMatrix {
+    /// Takes `rows * cols / 256` super-blocks, row-major.
+    pub fn from_blocks(format: KFormat, rows: usize, cols: usize, blocks: Vec<u8>) -> Self {
+        assert!(
+            cols.is_multiple_of(SUPER) && blocks.len() == rows * cols / SUPER * format.block_bytes(),
+            "{format:?} blocks do not match the shape {rows}x{cols}"
+        );
+        Self { format, rows, cols, blocks }
+    }
+
+    /// Stacks matrices of the same format and width into one; `None` otherwise.
+    pub fn stack(parts: &[&KQuantMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
+            return None;
+        }
+        let blocks = parts.iter().flat_map(|p| p.blocks.iter().copied()).collect();
+        Some(Self { format: first.format, rows: parts.iter().map(|p| p.rows).sum(), cols: first.cols, blocks })
+    }
+
+    /// Output width (weight rows).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Super-block `b` of weight row `n`.
+    #[inline(always)]
+    pub(super) fn block(&self, n: usize, b: usize) -> &[u8] {
+        let size = self.format.block_bytes();
+        &self.blocks[(n * self.cols / SUPER + b) * size..][..size]
+    }
+
+    /// Row `row` as `f32` values, computed as GGML computes them.
+    pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
+        with_block!(self.format, F => self.dequantize_row_of::<F>(row))
+    }
+
+    fn dequantize_row_of<F: KBlock>(&self, row: usize) -> Vec<f32> {
+        let mut u = Unpacked::default();
+        let mut out = Vec::with_capacity(self.cols);
+        for b in 0..self.cols / SUPER {
+            F::unpack(self.block(row, b), &mut u);
+            for (g, q) in u.q.chunks_exact(16).enumerate() {
+                let scale = u.d * f32::from(u.scales[g]);
+                if F::FORMAT.signed() {
+                    out.extend(q.iter().map(|&q| scale * f32::from(q as i8)));
+                } else {
+                    let min = u.dmin * f32::from(u.mins[g]);
+                    out.extend(q.iter().map(|&q| scale * f32::from(q) - min));
+                }
+            }
+        }
+        out
+    }
+
+    /// `x` (`m × cols`, row-major) times this matrix transposed: `m × rows`.
+    pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
+        let acts = SuperRows::new(x, self.cols);
+        let m = acts.rows;
+        let mut out = vec![0.0f32; m * self.rows];
+        let cells = DisjointWrites::new(&mut out);
+        let isa = Isa::detect();
+        for_chunks(self.rows, |columns| {
+            for n in columns {
+                let mut start = 0;
+                while start < m {
+                    let tile = (m - start).min(KTILE);
+                    let sums = tile_of(isa, self, &acts, n, start..start + tile);
+                    for (r, &s) in sums[..tile].iter().enumerate() {
+                        let cell = (start + r) * self.rows + n;
+                        // SAFETY: columns are split between threads, so only this one writes column `n`.
+                        unsafe { cells.slice(cell..cell + 1)[0] = s };
+                    }
+                    start += tile;
+                }
+            }
+        });
+        out
+    }
+}
+
+/// Dot products of weight row `n` with activation `rows` (at most [`KTILE`]), in the first cells.
+fn tile_of(isa: Isa, w: &KQuantMatrix, acts: &SuperRows, n: usize, rows: std::ops::Range<usize>) -> [f32; KTILE] {
+    match isa {
+        Isa::Portable => with_block!(w.format, F => scalar::kquant_tile::<F>(w, acts, n, rows)),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::detect` checked AVX2, FMA and F16C.
+        Isa::Avx2 => unsafe { with_block!(w.format, F => avx2::kquant_tile::<F>(w, acts, n, rows)) },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    const FORMATS: [(KFormat, GgmlDType); 5] = [
+        (KFormat::Q2K, GgmlDType::Q2K),
+        (KFormat::Q3K, GgmlDType::Q3K),
+        (KFormat::Q4K, GgmlDType::Q4K),
+        (KFormat::Q5K, GgmlDType::Q5K),
+        (KFormat::Q6K, GgmlDType::Q6K),
+    ];
+
+    fn random(rng: &mut StdRng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random_range(-1.0f32..1.0) * if rng.random_bool(0.05) { 8.0 } else { 1.0 }).collect()
+    }
+
+    /// Blocks quantized by candle (GGML's reference quantizers) and candle's own dequantization.
+    fn quantized(format: (KFormat, GgmlDType), rows: usize, cols: usize, seed: u64) -> (KQuantMatrix, Vec<f32>) {
+        let values = random(&mut StdRng::seed_from_u64(seed), rows * cols);
+        let dense = candle_core::Tensor::from_vec(values, (rows, cols), &candle_core::Device::Cpu).unwrap();
+        let tensor = QTensor::quantize(&dense, format.1).unwrap();
+        let reference =
+            tensor.dequantize(&candle_core::Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (KQuantMatrix::from_blocks(format.0, rows, cols, tensor.data().unwrap().to_vec()), reference)
+    }
+
+    #[test]
+    fn dequantized_rows_match_candle_exactly() {
+        for format in FORMATS {
+            let (w, reference) = quantized(format, 3, 512, 1);
+            for n in 0..3 {
+                assert_eq!(w.dequantize_row(n), reference[n * 512..(n + 1) * 512], "{:?} row {n}", format.0);
+            }
+        }
+    }
+
+    /// `matmul` against dequantized weights times exact activations. The only approximation is rounding
+    /// each activation to its super-block's 8-bit grid, at most `amax / 254` per value, so one output is
+    /// off by at most `Σ_i |w_i| · amax(super-block of i) / 254` (plus f32 rounding).
+    fn check(isa: Isa, w: &KQuantMatrix, m: usize) {
+        let (rows, cols) = (w.rows, w.cols);
+        let x = random(&mut StdRng::seed_from_u64(99), m * cols);
+        let acts = SuperRows::new(&x, cols);
+        let dense: Vec<Vec<f32>> = (0..rows).map(|n| w.dequantize_row(n)).collect();
+        for (n, weights) in dense.iter().enumerate() {
+            let mut start = 0;
+            while start < m {
+                let tile = (m - start).min(KTILE);
+                let got = tile_of(isa, w, &acts, n, start..start + tile);
+                for r in start..start + tile {
+                    let xr = &x[r * cols..(r + 1) * cols];
+                    let exact: f32 = weights.iter().zip(xr).map(|(a, b)| a * b).sum();
+                    let bound: f32 = weights
+                        .chunks(SUPER)
+                        .zip(xr.chunks(SUPER))
+                        .map(|(wb, xb)| {
+                            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                            wb.iter().map(|v| v.abs()).sum::<f32>() * amax / 254.0
+                        })
+                        .sum::<f32>()
+                        * 1.01
+                        + 1e-3;
+                    let err = (got[r - start] - exact).abs();
+                    assert!(
+                        err <= bound,
+                        "{:?} {isa:?} m={m} {rows}x{cols} [{r},{n}]: error {err} > {bound}",
+                        w.format
+                    );
+                }
+                start += tile;
+            }
+        }
+    }
+
+    fn isas() -> Vec<Isa> {
+        let mut isas = vec![Isa::Portable];
+        if Isa::detect() != Isa::Portable {
+            isas.push(Isa::detect());
+        }
+        isas
+    }
+
+    #[test]
+    fn every_kernel_matches_the_dequantized_reference_for_odd_shapes() {
+        for format in FORMATS {
+            for (m, rows, cols) in [(1, 1, 256), (3, 7, 512), (9, 5, 768), (17, 3, 256)] {
+                let (w, _) = quantized(format, rows, cols, (m * 100 + rows) as u64);
+                for isa in isas() {
+                    check(isa, &w, m);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
+        for format in FORMATS {
+            let (w, _) = quantized(format, 24, 512, 3);
+            let x = random(&mut StdRng::seed_from_u64(4), 21 * 512);
+            let batch = w.matmul(&x);
+            for r in [0, 5, 8, 15, 20] {
+                let alone = w.matmul(&x[r * 512..(r + 1) * 512]);
+                assert_eq!(alone, batch[r * 24..(r + 1) * 24], "{:?} row {r}", format.0);
+            }
+        }
+    }
+
+    #[test]
+    fn portable_and_simd_kernels_agree() {
+        for format in FORMATS {
+            let (w, _) = quantized(format, 9, 512, 5);
+            let acts = SuperRows::new(&random(&mut StdRng::seed_from_u64(6), 5 * 512), 512);
+            for n in 0..9 {
+                let a = tile_of(Isa::Portable, &w, &acts, n, 0..5);
+                let b = tile_of(Isa::detect(), &w, &acts, n, 0..5);
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{:?} column {n}: {x} vs {y}", w.format);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_stacked_matrix_computes_its_parts() {
+        let (a, _) = quantized(FORMATS[2], 7, 256, 1);
+        let (b, _) = quantized(FORMATS[2], 5, 256, 2);
+        let stacked = KQuantMatrix::stack(&[&a, &b]).unwrap();
+        let x = random(&mut StdRng::seed_from_u64(3), 2 * 256);
+        let (whole, top, bottom) = (stacked.matmul(&x), a.matmul(&x), b.matmul(&x));
+        for r in 0..2 {
+            assert_eq!(whole[r * 12..r * 12 + 7], top[r * 7..(r + 1) * 7]);
+            assert_eq!(whole[r * 12 + 7..(r + 1) * 12], bottom[r * 5..(r + 1) * 5]);
+        }
+        assert!(KQuantMatrix::stack(&[&a, &quantized(FORMATS[4], 5, 256, 2).0]).is_none());
+    }
+}
