@@ -37,6 +37,17 @@ impl Isa {
     }
 }
 
+/// An IEEE half-precision value widened to `f32`, exactly, in a few integer and float operations that
+/// inline into any kernel (the `half` crate's conversion is a call through runtime CPU detection).
+#[inline(always)]
+pub(crate) fn f16_to_f32(bits: u16) -> f32 {
+    // Shift exponent and mantissa into place, then multiply by 2^112 to re-bias the exponent; the
+    // multiplication also normalises subnormals exactly. Infinities and NaNs get the all-ones exponent.
+    let magnitude = f32::from_bits(u32::from(bits & 0x7FFF) << 13) * f32::from_bits((127 + 112) << 23);
+    let special = if bits & 0x7C00 == 0x7C00 { 0x7F80_0000 } else { 0 };
+    f32::from_bits(magnitude.to_bits() | special | (u32::from(bits & 0x8000) << 16))
+}
+
 /// AVX2 helpers shared by the kernels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
@@ -76,5 +87,20 @@ pub(crate) mod x86 {
         let quad = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let pair = _mm_max_ps(quad, _mm_movehl_ps(quad, quad));
         _mm_cvtss_f32(_mm_max_ss(pair, _mm_shuffle_ps(pair, pair, 1)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_half_widens_as_the_half_crate_does() {
+        for bits in 0..=u16::MAX {
+            let (ours, reference) = (super::f16_to_f32(bits), half::f16::from_bits(bits).to_f32());
+            if reference.is_nan() {
+                assert!(ours.is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(ours.to_bits(), reference.to_bits(), "{bits:#06x}: {ours} vs {reference}");
+            }
+        }
     }
 }

@@ -35,7 +35,7 @@ impl DenseMatrix {
         if parts.iter().any(|p| p.dtype != first.dtype || p.cols != first.cols) {
             return None;
         }
-        let data = parts.iter().flat_map(|p| p.data.iter().copied()).collect();
+        let data = parts.iter().map(|p| p.data.as_slice()).collect::<Vec<_>>().concat();
         Some(Self { dtype: first.dtype, rows: parts.iter().map(|p| p.rows).sum(), cols: first.cols, data })
     }
 

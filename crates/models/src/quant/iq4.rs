@@ -3,12 +3,14 @@
 
 use super::legacy::{q8_0_exact, LegacyMatrix};
 use super::BLOCK;
+use crate::cpu::f16_to_f32;
 
 /// GGML's `kvalues_iq4nl`.
 const VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
+#[inline(always)]
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 /// 16 bytes of indices: value `j` in the low nibble of byte `j`, value `16 + j` in its high nibble.

@@ -12,15 +12,17 @@
 //! plain Rust that the compiler vectorises inside each instruction set's kernel.
 
 use super::activations::SuperRows;
-use super::{scalar, Isa, SUPER};
+use super::{for_each_tile, kquad, scalar, Isa, SUPER};
+use crate::cpu::f16_to_f32;
 use crate::gguf::TensorType;
-use crate::parallel::{for_chunks, DisjointWrites};
 
 #[cfg(target_arch = "x86_64")]
 use super::avx2;
 
-/// Activation rows that share one unpacked super-block.
+/// Activation rows that share one unpacked super-block in the one-column kernels.
 pub const KTILE: usize = 8;
+/// Activation rows per call of the quad kernels (which decode a super-block once per four rows).
+const QTILE: usize = 16;
 
 /// The K-quant formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +87,9 @@ impl Default for Unpacked {
     }
 }
 
+#[inline(always)]
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 /// Q4_K and Q5_K pack eight 6-bit scales and eight 6-bit minimums into 12 bytes.
@@ -276,8 +279,11 @@ pub struct KQuantMatrix {
     pub(super) format: KFormat,
     pub(super) rows: usize,
     pub(super) cols: usize,
-    /// Row-major super-blocks.
+    /// Row-major super-blocks, or (once [`KQuantMatrix::repack`] moved them) the same bytes as quads of
+    /// four rows.
     pub(super) blocks: Vec<u8>,
+    /// Whether `blocks` holds quads.
+    pub(super) quads: bool,
 }
 
 impl KQuantMatrix {
@@ -287,17 +293,31 @@ impl KQuantMatrix {
             cols.is_multiple_of(SUPER) && blocks.len() == rows * cols / SUPER * format.block_bytes(),
             "{format:?} blocks do not match the shape {rows}x{cols}"
         );
-        Self { format, rows, cols, blocks }
+        Self { format, rows, cols, blocks, quads: false }
+    }
+
+    /// Moves the blocks into quads of four rows (`kquad`) where this CPU has the AVX2 quad kernel for the
+    /// format and the rows come in fours; otherwise returns the matrix as it is.
+    pub fn repack(self) -> Self {
+        let fields = kquad::fields(self.format);
+        match fields {
+            Some(fields) if !self.quads && Isa::detect().avx2() && self.rows.is_multiple_of(kquad::QUAD) => {
+                let blocks = kquad::interleave(self.format, fields, self.cols / SUPER, &self.blocks);
+                Self { blocks, quads: true, ..self }
+            }
+            _ => self,
+        }
     }
 
     /// Stacks matrices of the same format and width into one; `None` otherwise.
     pub fn stack(parts: &[&KQuantMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols) {
+        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols || p.quads) {
             return None;
         }
-        let blocks = parts.iter().flat_map(|p| p.blocks.iter().copied()).collect();
-        Some(Self { format: first.format, rows: parts.iter().map(|p| p.rows).sum(), cols: first.cols, blocks })
+        let blocks = parts.iter().map(|p| p.blocks.as_slice()).collect::<Vec<_>>().concat();
+        let rows = parts.iter().map(|p| p.rows).sum();
+        Some(Self { format: first.format, rows, cols: first.cols, blocks, quads: false })
     }
 
     /// Output width (weight rows).
@@ -325,8 +345,14 @@ impl KQuantMatrix {
     fn dequantize_row_of<F: KBlock>(&self, row: usize) -> Vec<f32> {
         let mut u = Unpacked::default();
         let mut out = Vec::with_capacity(self.cols);
+        let mut block = vec![0; self.format.block_bytes()];
         for b in 0..self.cols / SUPER {
-            F::unpack(self.block(row, b), &mut u);
+            if self.quads {
+                kquad::block_of(self.format, self.cols / SUPER, &self.blocks, (row, b), &mut block);
+                F::unpack(&block, &mut u);
+            } else {
+                F::unpack(self.block(row, b), &mut u);
+            }
             for (g, q) in u.q.chunks_exact(16).enumerate() {
                 let scale = u.d * f32::from(u.scales[g]);
                 if F::FORMAT.signed() {
@@ -343,25 +369,26 @@ impl KQuantMatrix {
     /// `x` (`m × cols`, row-major) times this matrix transposed: `m × rows`.
     pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
         let acts = SuperRows::new(x, self.cols);
-        let m = acts.rows;
-        let mut out = vec![0.0f32; m * self.rows];
-        let cells = DisjointWrites::new(&mut out);
-        let isa = Isa::detect();
-        for_chunks(self.rows, |columns| {
-            for n in columns {
-                let mut start = 0;
-                while start < m {
-                    let tile = (m - start).min(KTILE);
-                    let sums = tile_of(isa, self, &acts, n, start..start + tile);
-                    for (r, &s) in sums[..tile].iter().enumerate() {
-                        let cell = (start + r) * self.rows + n;
-                        // SAFETY: columns are split between threads, so only this one writes column `n`.
-                        unsafe { cells.slice(cell..cell + 1)[0] = s };
-                    }
-                    start += tile;
+        let mut out = vec![0.0f32; acts.rows * self.rows];
+        let column_bytes = self.blocks.len() / self.rows.max(1);
+        #[cfg(target_arch = "x86_64")]
+        if self.quads {
+            let quad_bytes = kquad::QUAD * column_bytes;
+            let quad = |n: usize| self.blocks[n / kquad::QUAD * quad_bytes..].as_ptr();
+            // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
+            // `quad_bytes` for the activations' width.
+            let run = |n: usize, rows| unsafe {
+                match self.format {
+                    KFormat::Q4K => avx2::q4k_q5k::<false, QTILE>(quad(n), &acts, rows),
+                    KFormat::Q5K => avx2::q4k_q5k::<true, QTILE>(quad(n), &acts, rows),
+                    _ => avx2::q6k::<QTILE>(quad(n), &acts, rows),
                 }
-            }
-        });
+            };
+            for_each_tile(&mut out, self.rows, column_bytes, run);
+            return out;
+        }
+        let isa = Isa::detect();
+        for_each_tile(&mut out, self.rows, column_bytes, |n, rows| tile_of(isa, self, &acts, n, rows).map(|s| [s]));
         out
     }
 }
@@ -416,59 +443,55 @@ mod tests {
         }
     }
 
-    /// `matmul` against dequantized weights times exact activations. The only approximation is rounding
-    /// each activation to its super-block's 8-bit grid, at most `amax / 254` per value, so one output is
-    /// off by at most `Σ_i |w_i| · amax(super-block of i) / 254` (plus f32 rounding).
-    fn check(isa: Isa, w: &KQuantMatrix, m: usize) {
-        let (rows, cols) = (w.rows, w.cols);
-        let x = random(&mut StdRng::seed_from_u64(99), m * cols);
-        let acts = SuperRows::new(&x, cols);
-        let dense: Vec<Vec<f32>> = (0..rows).map(|n| w.dequantize_row(n)).collect();
-        for (n, weights) in dense.iter().enumerate() {
-            let mut start = 0;
-            while start < m {
-                let tile = (m - start).min(KTILE);
-                let got = tile_of(isa, w, &acts, n, start..start + tile);
-                for r in start..start + tile {
-                    let xr = &x[r * cols..(r + 1) * cols];
-                    let exact: f32 = weights.iter().zip(xr).map(|(a, b)| a * b).sum();
-                    let bound: f32 = weights
-                        .chunks(SUPER)
-                        .zip(xr.chunks(SUPER))
-                        .map(|(wb, xb)| {
-                            let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-                            wb.iter().map(|v| v.abs()).sum::<f32>() * amax / 254.0
-                        })
-                        .sum::<f32>()
-                        * 1.01
-                        + 1e-3;
-                    let err = (got[r - start] - exact).abs();
-                    assert!(
-                        err <= bound,
-                        "{:?} {isa:?} m={m} {rows}x{cols} [{r},{n}]: error {err} > {bound}",
-                        w.format
-                    );
-                }
-                start += tile;
-            }
+    /// The matrix as stored and, where this CPU repacks the format, in quads.
+    fn layouts(w: KQuantMatrix) -> Vec<KQuantMatrix> {
+        let repacked = w.clone().repack();
+        if repacked.quads {
+            vec![w, repacked]
+        } else {
+            vec![w]
         }
     }
 
-    fn isas() -> Vec<Isa> {
-        let mut isas = vec![Isa::Portable];
-        if Isa::detect() != Isa::Portable {
-            isas.push(Isa::detect());
+    /// `matmul` against dequantized weights times exact activations. The only approximation is rounding
+    /// each activation to its super-block's 8-bit grid, at most `amax / 254` per value, so one output is
+    /// off by at most `Σ_i |w_i| · amax(super-block of i) / 254` (plus f32 rounding).
+    fn check(w: &KQuantMatrix, m: usize) {
+        let (rows, cols) = (w.rows, w.cols);
+        let x = random(&mut StdRng::seed_from_u64(99), m * cols);
+        let got = w.matmul(&x);
+        let dense: Vec<Vec<f32>> = (0..rows).map(|n| w.dequantize_row(n)).collect();
+        for r in 0..m {
+            let xr = &x[r * cols..(r + 1) * cols];
+            for (n, weights) in dense.iter().enumerate() {
+                let exact: f32 = weights.iter().zip(xr).map(|(a, b)| a * b).sum();
+                let bound: f32 = weights
+                    .chunks(SUPER)
+                    .zip(xr.chunks(SUPER))
+                    .map(|(wb, xb)| {
+                        let amax = xb.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+                        wb.iter().map(|v| v.abs()).sum::<f32>() * amax / 254.0
+                    })
+                    .sum::<f32>()
+                    * 1.01
+                    + 1e-3;
+                let err = (got[r * rows + n] - exact).abs();
+                let layout = if w.quads { "quads" } else { "blocks" };
+                assert!(err <= bound, "{:?} {layout} m={m} {rows}x{cols} [{r},{n}]: error {err} > {bound}", w.format);
+            }
         }
-        isas
     }
 
     #[test]
     fn every_kernel_matches_the_dequantized_reference_for_odd_shapes() {
         for format in FORMATS {
-            for (m, rows, cols) in [(1, 1, 256), (3, 7, 512), (9, 5, 768), (17, 3, 256)] {
-                let (w, _) = quantized(format, rows, cols, (m * 100 + rows) as u64);
-                for isa in isas() {
-                    check(isa, &w, m);
+            for (m, rows, cols) in [(1, 1, 256), (3, 7, 512), (9, 8, 768), (17, 12, 256), (5, 4, 1024)] {
+                let (w, reference) = quantized(format, rows, cols, (m * 100 + rows) as u64);
+                for w in layouts(w) {
+                    for n in 0..rows {
+                        assert_eq!(w.dequantize_row(n), reference[n * cols..(n + 1) * cols], "{:?} row {n}", w.format);
+                    }
+                    check(&w, m);
                 }
             }
         }
@@ -477,12 +500,28 @@ mod tests {
     #[test]
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
         for format in FORMATS {
-            let (w, _) = quantized(format, 24, 512, 3);
-            let x = random(&mut StdRng::seed_from_u64(4), 21 * 512);
-            let batch = w.matmul(&x);
-            for r in [0, 5, 8, 15, 20] {
-                let alone = w.matmul(&x[r * 512..(r + 1) * 512]);
-                assert_eq!(alone, batch[r * 24..(r + 1) * 24], "{:?} row {r}", format.0);
+            for w in layouts(quantized(format, 24, 512, 3).0) {
+                let x = random(&mut StdRng::seed_from_u64(4), 37 * 512);
+                let batch = w.matmul(&x);
+                for r in [0, 5, 8, 15, 16, 20, 36] {
+                    let alone = w.matmul(&x[r * 512..(r + 1) * 512]);
+                    assert_eq!(alone, batch[r * 24..(r + 1) * 24], "{:?} quads {} row {r}", format.0, w.quads);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn quads_and_blocks_agree() {
+        for format in FORMATS {
+            let (w, _) = quantized(format, 8, 512, 7);
+            let repacked = w.clone().repack();
+            let has_quads = kquad::fields(format.0).is_some() && Isa::detect().avx2();
+            assert_eq!(repacked.quads, has_quads, "{:?}", format.0);
+            let x = random(&mut StdRng::seed_from_u64(8), 6 * 512);
+            let (blocks, quads) = (w.matmul(&x), repacked.matmul(&x));
+            for (a, b) in blocks.iter().zip(&quads) {
+                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{:?}: {a} vs {b}", format.0);
             }
         }
     }

@@ -7,9 +7,8 @@
 //! (`vnni`).
 
 use super::activations::QuantizedRows;
-use super::{scalar, Isa, BLOCK};
+use super::{for_each_tile, scalar, Isa, BLOCK};
 use crate::gguf::TensorType;
-use crate::parallel::{for_chunks, DisjointWrites};
 
 #[cfg(target_arch = "x86_64")]
 use super::{avx2, vnni};
@@ -228,30 +227,16 @@ impl LegacyMatrix {
     /// `x` (`m × cols`, row-major) times this matrix transposed: `m × rows`.
     pub fn matmul(&self, x: &[f32]) -> Vec<f32> {
         let acts = QuantizedRows::new(x, self.cols);
-        let m = acts.rows;
-        let mut out = vec![0.0f32; m * self.rows];
+        let mut out = vec![0.0f32; acts.rows * self.rows];
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
             packed.matmul(&acts, &mut out, self.rows);
             return out;
         }
-        let cells = DisjointWrites::new(&mut out);
         let isa = Isa::detect();
-        for_chunks(self.rows, |columns| {
-            for n in columns {
-                let mut start = 0;
-                while start < m {
-                    let tile = (m - start).min(TILE);
-                    let sums = tile_of(isa, self, &acts, n, start..start + tile);
-                    for (r, &s) in sums[..tile].iter().enumerate() {
-                        let cell = (start + r) * self.rows + n;
-                        // SAFETY: columns are split between threads, so only this one writes column `n`.
-                        unsafe { cells.slice(cell..cell + 1)[0] = s };
-                    }
-                    start += tile;
-                }
-            }
-        });
+        let column_bytes =
+            self.qs.len() / self.rows.max(1) + 4 * (self.d.len() + self.m.len() + self.qh.len()) / self.rows.max(1);
+        for_each_tile(&mut out, self.rows, column_bytes, |n, rows| tile_of(isa, self, &acts, n, rows).map(|s| [s]));
         out
     }
 }
@@ -279,7 +264,7 @@ pub(super) fn q8_0_exact(quants: Vec<i8>, scales: Vec<f32>, rows: usize, cols: u
 }
 
 fn f16(bits: u16) -> f32 {
-    half::f16::from_bits(bits).to_f32()
+    crate::cpu::f16_to_f32(bits)
 }
 
 /// Dot products of weight row `n` with activation `rows` (at most [`TILE`]), in the first cells.

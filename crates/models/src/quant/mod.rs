@@ -27,6 +27,7 @@ mod activations;
 mod avx2;
 mod dense;
 mod iq4;
+mod kquad;
 mod kquant;
 mod legacy;
 mod scalar;
@@ -87,10 +88,12 @@ impl Matrix {
     }
 
     /// Moves the weights into the layout of the fastest kernel this CPU has for their format (the AVX-512
-    /// VNNI tiles for Q4_0, Q4_1 and Q8_0); other matrices are returned as they are.
+    /// VNNI tiles for Q4_0, Q4_1 and Q8_0, the AVX2 quads for Q4_K, Q5_K and Q6_K); other matrices are
+    /// returned as they are.
     pub fn repack(self) -> Self {
         match self {
             Self::Legacy(m) => Self::Legacy(m.repack()),
+            Self::KQuant(m) => Self::KQuant(m.repack()),
             other => other,
         }
     }
@@ -127,7 +130,7 @@ impl Matrix {
             (Self::Legacy(a), Self::Legacy(b)) => {
                 a.format == b.format && a.cols == b.cols && a.in_blocks() && b.in_blocks()
             }
-            (Self::KQuant(a), Self::KQuant(b)) => a.format == b.format && a.cols == b.cols,
+            (Self::KQuant(a), Self::KQuant(b)) => a.format == b.format && a.cols == b.cols && !a.quads && !b.quads,
             (Self::Dense(a), Self::Dense(b)) => a.dtype == b.dtype && a.cols == b.cols,
             _ => false,
         }
@@ -182,6 +185,46 @@ impl Matrix {
             Self::Dense(m) => m.matmul(x),
         }
     }
+}
+
+/// Bytes of weights a block of output columns may span: a row tile of activations (in L1) passes over
+/// the whole block while its weights stay in L2, instead of every column streaming every activation row
+/// from L2.
+const COLUMN_BLOCK_BYTES: usize = 96 << 10;
+
+/// Fills `out` (`m × width`, row-major) with `tile(first, rows)`: the dot products of `C` consecutive weight
+/// rows (output columns `first..first + C`) with activation `rows` (at most `T` of them), for every group
+/// of columns (`width` is a multiple of `C`) and tile of `m` rows. Threads split the column groups; within
+/// its columns, a thread takes blocks of about [`COLUMN_BLOCK_BYTES`] of weights (`column_bytes` per
+/// column) and runs every row tile over a block before the next. Each cell's value comes from one `tile`
+/// call whose rows are fixed by `m` and `T` alone, so the blocking never changes a result.
+pub(super) fn for_each_tile<const C: usize, const T: usize>(
+    out: &mut [f32],
+    width: usize,
+    column_bytes: usize,
+    tile: impl Fn(usize, std::ops::Range<usize>) -> [[f32; C]; T] + Sync,
+) {
+    let m = out.len() / width.max(1);
+    let cells = crate::parallel::DisjointWrites::new(out);
+    let block = (COLUMN_BLOCK_BYTES / (C * column_bytes).max(1)).max(1);
+    crate::parallel::for_chunks(width / C, |groups| {
+        for first in groups.clone().step_by(block) {
+            let last = (first + block).min(groups.end);
+            let mut start = 0;
+            while start < m {
+                let rows = start..(start + T).min(m);
+                for group in first..last {
+                    let sums = tile(group * C, rows.clone());
+                    for (r, sums) in sums[..rows.len()].iter().enumerate() {
+                        let cell = (start + r) * width + group * C;
+                        // SAFETY: column groups are split between threads, so only this one writes them.
+                        unsafe { cells.slice(cell..cell + C).copy_from_slice(sums) };
+                    }
+                }
+                start = rows.end;
+            }
+        }
+    });
 }
 
 /// A tensor's values as `f32` (norm weights, biases, small tables), whatever its runnable type.
