@@ -6,6 +6,10 @@ use crate::cpu::x86::hsum;
 use crate::quant::activations::QuantizedRows;
 use crate::quant::legacy::{LegacyFormat, LegacyMatrix, TILE};
 
+/// How many blocks ahead of the one it decodes a kernel prefetches the column's quants (a prefetch past
+/// the matrix's end never faults).
+const AHEAD: usize = 16;
+
 /// `0x10` in byte `i` where bit `i` of `bits` is set: the fifth bit of each Q5 quant.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -74,6 +78,7 @@ unsafe fn signed<const R: usize>(w: &LegacyMatrix, acts: &QuantizedRows, n: usiz
         let (wq, wd) = (w.qs.as_ptr().add(n * blocks * 32), w.d.as_ptr().add(n * blocks));
         let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
         let block = |b: usize, chains: &mut [__m256; R]| {
+            _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add((b + AHEAD) * 32).cast());
             let dw = *wd.add(b);
             let q = _mm256_loadu_si256(wq.add(b * 32).cast());
             let magnitude = _mm256_sign_epi8(q, q);
@@ -116,6 +121,7 @@ unsafe fn unsigned<const R: usize, const HIGH: bool, const OFFSET: bool>(
         let (aq, ad) = (acts.qs.as_ptr().add(start * blocks * 32), acts.d.as_ptr().add(start * blocks));
         let asum = acts.s.as_ptr().add(start * blocks);
         let block = |b: usize, chains: &mut [__m256; R]| {
+            _mm_prefetch::<_MM_HINT_T0>(wq.wrapping_add((b + AHEAD) * 16).cast());
             let dw = *wd.add(b);
             let packed = _mm_loadu_si128(wq.add(b * 16).cast());
             let mut q = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), low_nibbles);
