@@ -13,29 +13,31 @@
 //!   architecture.
 //! - [`embedding`] — [`Embedder`] and [`BertEmbedder`], sentence embeddings from a BERT encoder.
 //! - [`kv_cache`] — [`KvPool`], the paged keys and values of every sequence and layer.
-//! - [`llama`] — the Llama architecture (Llama 2/3, SmolLM, Mistral-style GGUFs).
+//! - [`transformer`] — [`Transformer`], the decoder every family is, and the GGUF reading they share.
+//! - `arch` — one short file per family (`llama`, `qwen2`, `qwen3`, `gemma3`, `phi3`): what differs.
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `cpu` — which instruction set the kernels use here, and their shared AVX2 helpers.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
 #![warn(missing_docs)]
 
+mod arch;
 mod cpu;
 pub mod embedding;
 pub mod gguf;
 pub mod kv_cache;
 pub mod linear;
-pub mod llama;
 pub mod ops;
 mod parallel;
 pub mod quant;
 #[cfg(any(test, feature = "test-util"))]
 pub mod tiny;
+pub mod transformer;
 
 pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
 pub use gguf::{GgufFile, WeightFormat};
 pub use kv_cache::KvPool;
-pub use llama::Llama;
 pub use parallel::{inference_threads, set_inference_threads};
+pub use transformer::Transformer;
 
 /// Errors from loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -101,10 +103,23 @@ pub trait CausalLm: Send {
     fn forward(&self, pool: &mut KvPool, batch: &[SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
 
-/// Loads the model in a GGUF file, choosing the implementation by `general.architecture`.
+/// The `general.architecture` values Hearth runs.
+pub const ARCHITECTURES: [&str; 5] = ["llama", "qwen2", "qwen3", "gemma3", "phi3"];
+
+/// Loads the model in a GGUF file, choosing the family by `general.architecture`.
 pub fn load(file: &GgufFile, format: WeightFormat) -> Result<Box<dyn CausalLm>, ModelError> {
-    match file.architecture()? {
-        "llama" => Ok(Box::new(Llama::from_gguf(file, format)?)),
-        other => Err(ModelError::Unsupported(format!("architecture `{other}` (supported: llama)"))),
-    }
+    let model = match file.architecture()? {
+        "llama" => arch::llama::load(file, format)?,
+        "qwen2" => arch::qwen2::load(file, format)?,
+        "qwen3" => arch::qwen3::load(file, format)?,
+        "gemma3" => arch::gemma3::load(file, format)?,
+        "phi3" => arch::phi3::load(file, format)?,
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "architecture `{other}` (supported: {})",
+                ARCHITECTURES.join(", ")
+            )))
+        }
+    };
+    Ok(Box::new(model))
 }

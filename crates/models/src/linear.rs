@@ -72,6 +72,17 @@ impl Projections {
         Self { runs }
     }
 
+    /// One matrix whose output rows are the parts, of widths `widths` in order (a fused `attn_qkv`).
+    pub fn fused(matrix: Matrix, widths: Vec<usize>) -> Result<Self, crate::ModelError> {
+        if widths.iter().sum::<usize>() != matrix.rows() {
+            return Err(crate::ModelError::Invalid(format!(
+                "a fused projection of {} rows does not split into {widths:?}",
+                matrix.rows()
+            )));
+        }
+        Ok(Self { runs: vec![(matrix.repack(), widths)] })
+    }
+
     /// Bytes of weight data.
     pub fn bytes(&self) -> usize {
         self.runs.iter().map(|(m, _)| m.bytes()).sum()

@@ -1,5 +1,7 @@
 //! Causal grouped-query attention over the paged KV pool, for a whole ragged batch in one pass.
 
+use std::ops::Range;
+
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
@@ -45,22 +47,23 @@ pub struct SeqKv<'a> {
 }
 
 impl SeqKv<'_> {
-    /// The sequence's first `visible` key (or value) rows of head `head`, as one contiguous slice of
-    /// `rows × head_dim` values per block.
+    /// The sequence's key (or value) rows of head `head` at `positions`, as one contiguous slice of
+    /// `rows × head_dim` values per block; blocks wholly before the positions are never touched.
     fn rows<'b>(
         &'b self,
         of: &'b [f16],
-        visible: usize,
+        positions: Range<usize>,
         head: usize,
         heads: HeadLayout,
     ) -> impl Iterator<Item = &'b [f16]> + 'b {
-        let d = heads.head_dim;
-        let (stride, offset) = (self.block_size * heads.kv_dim(), head * self.block_size * d);
-        self.blocks.iter().enumerate().map_while(move |(i, &block)| {
-            let first = i * self.block_size;
-            let rows = visible.checked_sub(first).filter(|&r| r > 0)?.min(self.block_size);
+        let (d, size) = (heads.head_dim, self.block_size);
+        let (stride, offset) = (size * heads.kv_dim(), head * size * d);
+        let skipped = positions.start / size;
+        self.blocks[skipped.min(self.blocks.len())..].iter().enumerate().map_while(move |(i, &block)| {
+            let start = (skipped + i) * size;
+            let (from, to) = (positions.start.max(start) - start, positions.end.checked_sub(start)?.min(size));
             let at = block as usize * stride + offset;
-            Some(&of[at..at + rows * d])
+            (from < to).then(|| &of[at + from * d..at + to * d])
         })
     }
 }
@@ -78,17 +81,27 @@ pub struct AttentionSeq<'a> {
 
 /// Causal attention for a whole batch: `q` holds every sequence's query rows in `seqs` order
 /// (`tokens × q_dim` each, the tokens at positions `first..first + tokens`), and each token attends over its
-/// own sequence's positions `0..=position`. Returns the rows in the same order.
+/// own sequence's positions `0..=position`, or with a sliding `window` only the last `window` of them
+/// (`position + 1 - window..=position`, as GGML's standard sliding window). Returns the rows in the same
+/// order.
 ///
 /// Work items are (token, key/value head) pairs of the whole batch, run in parallel in one pass; each item
 /// serves every query head of its group, so a grouped key or value row is read once for all of them, in
 /// place in the pool. An item's result depends only on its own token and sequence.
-pub fn attention(q: &[f32], seqs: &[AttentionSeq<'_>], heads: HeadLayout) -> Vec<f32> {
+pub fn attention(q: &[f32], seqs: &[AttentionSeq<'_>], heads: HeadLayout, window: Option<usize>) -> Vec<f32> {
     let q_dim = heads.q_dim();
     let span = q_dim / heads.n_kv_heads;
-    // Which sequence each token belongs to, and how many positions it sees.
-    let owners: Vec<(usize, usize)> =
-        seqs.iter().enumerate().flat_map(|(i, s)| (0..s.tokens).map(move |t| (i, s.first + t + 1))).collect();
+    // Which sequence each token belongs to, and which positions it sees.
+    let owners: Vec<(usize, Range<usize>)> = seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| {
+            (0..s.tokens).map(move |t| {
+                let end = s.first + t + 1;
+                (i, window.map_or(0, |w| end.saturating_sub(w))..end)
+            })
+        })
+        .collect();
     assert_eq!(owners.len() * q_dim, q.len(), "one query row per token of the batch");
     let mut out = vec![0.0; q.len()];
     let cells = DisjointWrites::new(&mut out);
@@ -96,7 +109,7 @@ pub fn attention(q: &[f32], seqs: &[AttentionSeq<'_>], heads: HeadLayout) -> Vec
         let mut scores = Vec::new();
         for item in items {
             let (t, kv_head) = (item / heads.n_kv_heads, item % heads.n_kv_heads);
-            let (seq, visible) = owners[t];
+            let (seq, visible) = (owners[t].0, owners[t].1.clone());
             let at = t * q_dim + kv_head * span;
             // SAFETY: each (token, kv head) item owns the output cells of its group's query heads, and
             // items are split between threads.
@@ -112,7 +125,8 @@ pub fn attention(q: &[f32], seqs: &[AttentionSeq<'_>], heads: HeadLayout) -> Vec
 struct AttentionItem<'a> {
     queries: &'a [f32],
     kv: SeqKv<'a>,
-    visible: usize,
+    /// The positions the token sees.
+    visible: Range<usize>,
     kv_head: usize,
     heads: HeadLayout,
 }
@@ -130,13 +144,15 @@ impl AttentionItem<'_> {
     /// The portable body; inlined into a copy compiled for AVX2, where its loops vectorise 8 wide.
     #[inline(always)]
     fn body(&self, scores: &mut Vec<f32>, out: &mut [f32]) {
-        let (d, visible) = (self.heads.head_dim, self.visible);
+        let (d, visible) = (self.heads.head_dim, self.visible.len());
         let scale = 1.0 / (d as f32).sqrt();
         scores.clear();
         scores.resize(self.queries.len() / d * visible, 0.0);
         let mut row = vec![0.0; d];
-        let keys =
-            self.kv.rows(self.kv.keys, visible, self.kv_head, self.heads).flat_map(|block| block.chunks_exact(d));
+        let keys = self
+            .kv
+            .rows(self.kv.keys, self.visible.clone(), self.kv_head, self.heads)
+            .flat_map(|block| block.chunks_exact(d));
         for (p, key) in keys.enumerate() {
             key.convert_to_f32_slice(&mut row);
             for (g, query) in self.queries.chunks_exact(d).enumerate() {
@@ -146,8 +162,10 @@ impl AttentionItem<'_> {
         for row in scores.chunks_exact_mut(visible) {
             softmax_in_place(row);
         }
-        let values =
-            self.kv.rows(self.kv.values, visible, self.kv_head, self.heads).flat_map(|block| block.chunks_exact(d));
+        let values = self
+            .kv
+            .rows(self.kv.values, self.visible.clone(), self.kv_head, self.heads)
+            .flat_map(|block| block.chunks_exact(d));
         for (p, value) in values.enumerate() {
             value.convert_to_f32_slice(&mut row);
             for (g, out) in out.chunks_exact_mut(d).enumerate() {
@@ -177,7 +195,7 @@ mod simd {
     /// are not a multiple of [`SLAB`] take the portable body, compiled for AVX2.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn run_avx2(item: &AttentionItem<'_>, scores: &mut Vec<f32>, out: &mut [f32]) {
-        let (d, visible) = (item.heads.head_dim, item.visible);
+        let (d, visible) = (item.heads.head_dim, item.visible.len());
         if !d.is_multiple_of(SLAB) {
             return item.body(scores, out);
         }
@@ -188,8 +206,10 @@ mod simd {
         // SAFETY: every pointer below stays inside `item.queries`, one head's key or value row (`d` values),
         // `scores` (`heads × visible`) or `out` (`heads × d`).
         unsafe {
-            let rows =
-                item.kv.rows(item.kv.keys, visible, item.kv_head, item.heads).flat_map(|block| block.chunks_exact(d));
+            let rows = item
+                .kv
+                .rows(item.kv.keys, item.visible.clone(), item.kv_head, item.heads)
+                .flat_map(|block| block.chunks_exact(d));
             for (p, key) in rows.enumerate() {
                 let key = key.as_ptr();
                 for first in (0..heads).step_by(GROUP) {
@@ -294,12 +314,14 @@ mod simd {
         first: usize,
         slab: usize,
     ) {
-        let (d, visible) = (item.heads.head_dim, item.visible);
+        let (d, visible) = (item.heads.head_dim, item.visible.len());
         // SAFETY: `slab + SLAB <= d` within each value row, and `out` holds `heads × d` floats.
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); SLAB / 8]; G];
-            let rows =
-                item.kv.rows(item.kv.values, visible, item.kv_head, item.heads).flat_map(|block| block.chunks_exact(d));
+            let rows = item
+                .kv
+                .rows(item.kv.values, item.visible.clone(), item.kv_head, item.heads)
+                .flat_map(|block| block.chunks_exact(d));
             for (p, value) in rows.enumerate() {
                 let value = value.as_ptr().add(slab);
                 let lanes: [__m256; SLAB / 8] =
@@ -343,7 +365,7 @@ mod tests {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
         let (keys, values) = (halves(&[0.0; 6]), halves(&[1.0, 1.0, 3.0, 3.0, 5.0, 5.0]));
         let (a, b) = (seq(&keys, &values, &[0], 1), seq(&keys, &values, &[1, 2], 1));
-        let out = attention(&[1.0; 6], &[one(a, 0, 1), one(b, 0, 2)], heads);
+        let out = attention(&[1.0; 6], &[one(a, 0, 1), one(b, 0, 2)], heads, None);
         assert_eq!(out, [1.0, 1.0, 3.0, 3.0, 4.0, 4.0], "A sees 1; B's tokens see 3, then (3 + 5) / 2");
     }
 
@@ -351,7 +373,7 @@ mod tests {
     fn attention_over_one_position_returns_its_value() {
         let heads = HeadLayout { n_heads: 2, n_kv_heads: 1, head_dim: 4 };
         let (keys, values) = (halves(&[1.0, 0.0, 0.0, 0.0]), halves(&[0.5, -1.0, 2.0, 3.0]));
-        let out = attention(&[1.0; 8], &[one(seq(&keys, &values, &[0], 1), 0, 1)], heads);
+        let out = attention(&[1.0; 8], &[one(seq(&keys, &values, &[0], 1), 0, 1)], heads, None);
         assert_eq!(out, [0.5, -1.0, 2.0, 3.0, 0.5, -1.0, 2.0, 3.0]);
     }
 
@@ -359,7 +381,7 @@ mod tests {
     fn attention_is_causal_within_a_chunk() {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
         let (keys, values) = (halves(&[0.0, 0.0, 0.0, 0.0]), halves(&[1.0, 1.0, 3.0, 3.0]));
-        let out = attention(&[1.0, 1.0, 1.0, 1.0], &[one(seq(&keys, &values, &[0], 2), 0, 2)], heads);
+        let out = attention(&[1.0, 1.0, 1.0, 1.0], &[one(seq(&keys, &values, &[0], 2), 0, 2)], heads, None);
         assert_eq!(out[..2], [1.0, 1.0], "the first token sees only itself");
         assert_eq!(out[2..], [2.0, 2.0], "the second averages both (equal scores)");
     }
@@ -371,8 +393,22 @@ mod tests {
         let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
         let keys = halves(&[0.0; 12]);
         let values = halves(&[5.0, 5.0, 0.0, 0.0, 99.0, 99.0, 99.0, 99.0, 1.0, 1.0, 3.0, 3.0]);
-        let out = attention(&[1.0, 1.0], &[one(seq(&keys, &values, &[2, 0], 2), 2, 1)], heads);
+        let out = attention(&[1.0, 1.0], &[one(seq(&keys, &values, &[2, 0], 2), 2, 1)], heads, None);
         assert_eq!(out, [3.0, 3.0], "equal scores average positions 0..3: (1 + 3 + 5) / 3");
+    }
+
+    #[test]
+    fn a_sliding_window_sees_only_its_last_positions() {
+        // Blocks of 2; five positions with values 1..=5 over the table [1, 2, 0] (block 0 is reached last).
+        let heads = HeadLayout { n_heads: 1, n_kv_heads: 1, head_dim: 2 };
+        let keys = halves(&[0.0; 12]);
+        let values = halves(&[5.0, 5.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0, 4.0, 4.0]);
+        let kv = seq(&keys, &values, &[1, 2, 0], 2);
+        let out = attention(&[1.0; 10], &[one(kv, 0, 5)], heads, Some(2));
+        let expected = [1.0, 1.0, 1.5, 1.5, 2.5, 2.5, 3.5, 3.5, 4.5, 4.5];
+        assert_eq!(out, expected, "each position averages itself and the one before");
+        let whole = attention(&[1.0; 2], &[one(kv, 4, 1)], heads, Some(9));
+        assert_eq!(whole, [3.0, 3.0], "a window wider than the sequence sees all of it");
     }
 
     #[test]
@@ -388,15 +424,17 @@ mod tests {
         let kv = seq(&keys, &values, &blocks, 16);
         let queries = noise(heads.q_dim(), 3);
         let span = heads.q_dim() / heads.n_kv_heads;
-        for visible in [1, 15, 16, 17, 70, 80] {
+        for visible in [0..1, 0..15, 0..16, 0..17, 0..70, 0..80, 3..17, 16..33, 20..80, 79..80] {
             for kv_head in 0..heads.n_kv_heads {
                 let at = kv_head * span;
-                let item = AttentionItem { queries: &queries[at..at + span], kv, visible, kv_head, heads };
+                let visible = visible.clone();
+                let item =
+                    AttentionItem { queries: &queries[at..at + span], kv, visible: visible.clone(), kv_head, heads };
                 let (mut portable, mut fast) = (vec![0.0; span], vec![0.0; span]);
                 item.body(&mut Vec::new(), &mut portable);
                 item.run(&mut Vec::new(), &mut fast);
                 for (a, b) in portable.iter().zip(&fast) {
-                    assert!((a - b).abs() <= 1e-5, "visible {visible}, head {kv_head}: {a} vs {b}");
+                    assert!((a - b).abs() <= 1e-5, "visible {visible:?}, head {kv_head}: {a} vs {b}");
                 }
             }
         }

@@ -14,10 +14,10 @@ pub mod attention;
 pub mod norm;
 pub mod rope;
 
-pub use activation::{exp, log_sum_exp, softmax_in_place, swiglu};
+pub use activation::{exp, gelu_glu, log_sum_exp, softmax_in_place, swiglu};
 pub use attention::{attention, AttentionSeq, HeadLayout, SeqKv};
 pub use norm::RmsNorm;
-pub use rope::Rope;
+pub use rope::{Rope, RopeSpec, RopeStyle};
 
 /// `x += y`, elementwise.
 pub fn add_in_place(x: &mut [f32], y: &[f32]) {
