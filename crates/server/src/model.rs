@@ -79,8 +79,10 @@ pub fn default_id(path: &Path) -> String {
     name.strip_suffix(".gguf").map(str::to_string).unwrap_or(name)
 }
 
-fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
-    let optional_id = |key: &str| file.uint(key).ok().map(|v| v as u32);
+/// The tokenizer metadata of `file`; absent keys stay `None`, so the tokenizer applies llama.cpp's defaults.
+pub fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
+    let optional_id = |key: &str| file.uint(key).ok().and_then(|v| u32::try_from(v).ok());
+    let flag = |key: &str| file.boolean(key).ok();
     Ok(GgufVocab {
         model: file.string("tokenizer.ggml.model")?.to_string(),
         pre: file.string("tokenizer.ggml.pre").ok().map(str::to_string),
@@ -94,6 +96,9 @@ fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
         merges: file.strings("tokenizer.ggml.merges").unwrap_or_default(),
         bos: optional_id("tokenizer.ggml.bos_token_id"),
         eos: optional_id("tokenizer.ggml.eos_token_id"),
-        add_bos: file.boolean("tokenizer.ggml.add_bos_token").unwrap_or(false),
+        eot: optional_id("tokenizer.ggml.eot_token_id"),
+        eom: optional_id("tokenizer.ggml.eom_token_id"),
+        add_bos: flag("tokenizer.ggml.add_bos_token"),
+        add_eos: flag("tokenizer.ggml.add_eos_token"),
     })
 }

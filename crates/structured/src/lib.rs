@@ -286,7 +286,7 @@ mod tests {
             pre: None,
             bos: None,
             eos: Some(end),
-            add_bos: false,
+            ..GgufVocab::default()
         };
         (Tokenizer::from_gguf(&vocab).unwrap(), end)
     }

@@ -1,19 +1,15 @@
-//! A `tokenizers` tokenizer rebuilt from GGUF metadata (`tokenizer.ggml.*`).
+//! The model's tokenizer, rebuilt from GGUF metadata (`tokenizer.ggml.*`) the way llama.cpp reads it.
 //!
-//! candle's own GGUF tokenizer adds a prefix space for pre-tokenizer names it does not know (SmolLM's
-//! `smollm` among them), so we build the pipeline ourselves, the way llama.cpp reads the same keys.
+//! Encoding runs in two stages. [`Specials`] first cuts the text at special tokens (control tokens where
+//! the caller allows them, user-defined tokens always); each piece of text between them then goes to the
+//! vocabulary's own algorithm, byte-level BPE ([`crate::bpe`], `gpt2`). Decoding concatenates each
+//! token's bytes ([`Tokenizer::token_bytes`]), skipping control tokens, which is what llama-server sends
+//! for generated tokens.
 
-use std::collections::HashSet;
-use std::ops::Range;
+use std::sync::Arc;
 
-use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
-use tokenizers::models::bpe::BPE;
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::AddedToken;
-
+use crate::bpe::{self, ByteLevelBpe, PreTokenizer};
+use crate::special::{Control, Piece, Special, Specials};
 use crate::template::RenderedPrompt;
 
 /// GGUF `tokenizer.ggml.token_type` values.
@@ -47,25 +43,32 @@ impl TokenType {
     }
 }
 
-/// The tokenizer part of a GGUF file's metadata.
+/// The tokenizer part of a GGUF file's metadata. `None` means the key is absent, and then the
+/// tokenizer uses llama.cpp's default for the model kind.
 #[derive(Debug, Clone, Default)]
 pub struct GgufVocab {
-    /// `tokenizer.ggml.model`, e.g. `gpt2` (byte-level BPE).
+    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE).
     pub model: String,
-    /// `tokenizer.ggml.pre`, the pre-tokenizer name, e.g. `smollm`.
+    /// `tokenizer.ggml.pre`, the BPE pre-tokenizer name, e.g. `llama-bpe`.
     pub pre: Option<String>,
     /// `tokenizer.ggml.tokens`, indexed by id.
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.token_type`, indexed by id (empty means all normal).
     pub token_types: Vec<TokenType>,
-    /// `tokenizer.ggml.merges`, as `"left right"`.
+    /// `tokenizer.ggml.merges`, as `"left right"`, by rank.
     pub merges: Vec<String>,
     /// `tokenizer.ggml.bos_token_id`.
     pub bos: Option<u32>,
     /// `tokenizer.ggml.eos_token_id`.
     pub eos: Option<u32>,
+    /// `tokenizer.ggml.eot_token_id` (end of turn).
+    pub eot: Option<u32>,
+    /// `tokenizer.ggml.eom_token_id` (end of message, Llama 3.1's `<|eom_id|>`).
+    pub eom: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`.
-    pub add_bos: bool,
+    pub add_bos: Option<bool>,
+    /// `tokenizer.ggml.add_eos_token`.
+    pub add_eos: Option<bool>,
 }
 
 /// Why a tokenizer could not be built or used.
@@ -74,6 +77,9 @@ pub enum TokenizerError {
     /// The GGUF names a tokenizer model we do not build.
     #[error("unsupported tokenizer model `{0}` (supported: gpt2)")]
     UnsupportedModel(String),
+    /// The GGUF names a BPE pre-tokenizer whose split we do not know.
+    #[error("unsupported tokenizer.ggml.pre `{0}` (supported: {list})", list = bpe::SUPPORTED_PRE.join(", "))]
+    UnsupportedPre(String),
     /// The metadata is inconsistent.
     #[error("invalid tokenizer metadata: {0}")]
     Invalid(String),
@@ -82,32 +88,61 @@ pub enum TokenizerError {
     Library(String),
 }
 
-fn library(e: tokenizers::Error) -> TokenizerError {
-    TokenizerError::Library(e.to_string())
-}
+/// Token texts that end generation, and that llama.cpp therefore treats as control tokens whatever
+/// their GGUF type says (Gemma 3's user-defined `</s>` among them).
+const END_OF_GENERATION: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<｜end▁of▁sentence｜>",
+];
 
-/// Text <-> token ids for one model.
+/// Text <-> token ids for one model; cheap to clone.
 #[derive(Clone)]
 pub struct Tokenizer {
-    /// Matches control tokens in its input; used only on template text.
-    with_control: tokenizers::Tokenizer,
-    /// Treats every byte of its input as text; used on anything a user wrote.
-    plain: tokenizers::Tokenizer,
-    /// Control tokens by their text, longest first.
-    control: Vec<(String, u32)>,
-    /// Control and user-defined tokens: their vocabulary text is literal, not byte-level encoded.
-    added: HashSet<u32>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    model: Model,
+    /// Each token's type, with end-of-generation texts made control tokens.
+    types: Vec<TokenType>,
+    specials: Specials,
+    /// Every token's bytes, back to back: token `i` is `bytes[offsets[i]..offsets[i + 1]]`.
+    bytes: Vec<u8>,
+    offsets: Vec<usize>,
     bos: Option<u32>,
     eos: Option<u32>,
     add_bos: bool,
+    add_eos: bool,
     end_of_generation: Vec<u32>,
+}
+
+/// The vocabulary's own algorithm, run on text between special tokens.
+enum Model {
+    Bpe(ByteLevelBpe),
 }
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.inner.model {
+            Model::Bpe(_) => "gpt2",
+        };
         f.debug_struct("Tokenizer")
+            .field("model", &kind)
             .field("vocab_size", &self.vocab_size())
-            .field("eos", &self.eos)
+            .field("eos", &self.inner.eos)
             .finish_non_exhaustive()
     }
 }
@@ -115,196 +150,200 @@ impl std::fmt::Debug for Tokenizer {
 impl Tokenizer {
     /// Builds the tokenizer that the GGUF metadata describes.
     pub fn from_gguf(vocab: &GgufVocab) -> Result<Self, TokenizerError> {
-        if vocab.model != "gpt2" {
-            return Err(TokenizerError::UnsupportedModel(vocab.model.clone()));
-        }
         if vocab.tokens.is_empty() {
             return Err(TokenizerError::Invalid("no tokens".into()));
         }
-        let ids: tokenizers::models::bpe::Vocab =
-            vocab.tokens.iter().enumerate().map(|(id, t)| (t.clone(), id as u32)).collect();
-        let merges = vocab
-            .merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| TokenizerError::Invalid(format!("merge without a space: {m:?}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let bpe = BPE::builder().vocab_and_merges(ids, merges).build().map_err(library)?;
-
-        let mut inner = tokenizers::Tokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer(vocab.pre.as_deref())));
-        inner.with_decoder(Some(ByteLevelDecoder::default()));
-
-        let type_of = |id: usize| vocab.token_types.get(id).copied().unwrap_or(TokenType::Normal);
-        let mut control = Vec::new();
-        let mut user_defined = Vec::new();
-        let mut added = HashSet::new();
+        let n = vocab.tokens.len();
+        let in_range = |id: Option<u32>| id.filter(|&i| (i as usize) < n);
+        let mut types: Vec<TokenType> =
+            (0..n).map(|i| vocab.token_types.get(i).copied().unwrap_or(TokenType::Normal)).collect();
         for (id, text) in vocab.tokens.iter().enumerate() {
-            match type_of(id) {
-                TokenType::Control => control.push((text.clone(), id as u32)),
-                TokenType::UserDefined => user_defined.push(AddedToken::from(text.clone(), false)),
-                _ => continue,
-            }
-            added.insert(id as u32);
-        }
-        let specials: Vec<AddedToken> = control.iter().map(|(t, _)| AddedToken::from(t.clone(), true)).collect();
-        inner.add_special_tokens(specials).map_err(library)?;
-        inner.add_tokens(user_defined).map_err(library)?;
-        control.sort_by_key(|(text, _)| std::cmp::Reverse(text.len()));
-
-        let mut plain = inner.clone();
-        plain.set_encode_special_tokens(true);
-
-        // Generation ends on EOS and on the other end-of-text control tokens llama.cpp also treats as EOG.
-        let mut end_of_generation: Vec<u32> = vocab.eos.into_iter().collect();
-        for (text, id) in &control {
-            let eog = matches!(
-                text.as_str(),
-                "<|endoftext|>" | "<|im_end|>" | "<|eot_id|>" | "<|end|>" | "<end_of_turn>" | "<|eom_id|>"
-            );
-            if eog && !end_of_generation.contains(id) {
-                end_of_generation.push(*id);
+            if END_OF_GENERATION.contains(&text.as_str()) {
+                types[id] = TokenType::Control;
             }
         }
+        let (model, add_bos, bos, eos) = match vocab.model.as_str() {
+            "gpt2" => {
+                let pre = PreTokenizer::from_name(vocab.pre.as_deref())?;
+                let bpe = ByteLevelBpe::new(&vocab.tokens, &vocab.merges, pre)?;
+                let add_bos = vocab.add_bos.unwrap_or(pre.default_add_bos);
+                (Model::Bpe(bpe), add_bos, in_range(vocab.bos), in_range(vocab.eos))
+            }
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        let add_eos = vocab.add_eos.unwrap_or(false);
+        if add_bos && bos.is_none() {
+            return Err(TokenizerError::Invalid("add_bos_token is set but there is no BOS token".into()));
+        }
+        if add_eos && eos.is_none() {
+            return Err(TokenizerError::Invalid("add_eos_token is set but there is no EOS token".into()));
+        }
 
-        Ok(Self {
-            with_control: inner,
-            plain,
-            control,
-            added,
-            bos: vocab.bos,
-            eos: vocab.eos,
-            add_bos: vocab.add_bos,
-            end_of_generation,
-        })
+        let specials = Specials::new(specials(vocab, &types));
+        let (bytes, offsets) = token_bytes(&vocab.tokens, &types, &model);
+        let mut end_of_generation: Vec<u32> = Vec::new();
+        let mut add = |id: Option<u32>| {
+            if let Some(id) = id.filter(|id| !end_of_generation.contains(id)) {
+                end_of_generation.push(id);
+            }
+        };
+        [eos, in_range(vocab.eot), in_range(vocab.eom)].into_iter().for_each(&mut add);
+        for text in END_OF_GENERATION {
+            add(vocab.tokens.iter().position(|t| t == text).map(|id| id as u32));
+        }
+        let inner = Inner { model, types, specials, bytes, offsets, bos, eos, add_bos, add_eos, end_of_generation };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Encodes user text: control-token text inside it stays plain text.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        Ok(self.plain.encode_fast(text, false).map_err(library)?.get_ids().to_vec())
+        self.encode(text, Control::Never, false)
     }
 
     /// Encodes trusted text in which control-token text becomes control tokens.
     pub fn encode_with_control(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        Ok(self.with_control.encode_fast(text, false).map_err(library)?.get_ids().to_vec())
+        self.encode(text, Control::Always, false)
     }
 
-    /// Encodes a raw completion prompt, which its author controls whole: BOS first when the model
-    /// wants one, and control-token text becomes control tokens.
+    /// Encodes a raw completion prompt, which its author controls whole: BOS first and EOS last when
+    /// the model wants them, and control-token text becomes control tokens.
     pub fn encode_completion_prompt(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let mut ids: Vec<u32> = if self.add_bos { self.bos.into_iter().collect() } else { Vec::new() };
-        ids.extend(self.encode_with_control(text)?);
+        self.encode(text, Control::Always, true)
+    }
+
+    /// Encodes a rendered chat prompt: control tokens are recognised only in the template's own text,
+    /// never inside message content, so content cannot forge a turn. BOS and EOS are added as for a
+    /// completion prompt unless the template already wrote them (llama.cpp strips them then).
+    pub fn encode_prompt(&self, prompt: &RenderedPrompt) -> Result<Vec<u32>, TokenizerError> {
+        let inner = &self.inner;
+        let mut ids = self.encode(&prompt.text, Control::Outside(&prompt.content_spans), false)?;
+        let starts = |id: Option<u32>| id.is_some() && ids.first() == id.as_ref() && self.written(prompt, id, 0);
+        if inner.add_bos && !starts(inner.bos) {
+            ids.splice(0..0, inner.bos);
+        }
+        let end = prompt.text.len().saturating_sub(inner.eos.map_or(0, |id| self.token_bytes(id).len()));
+        if inner.add_eos && !(ids.last() == inner.eos.as_ref() && self.written(prompt, inner.eos, end)) {
+            ids.extend(inner.eos);
+        }
         Ok(ids)
+    }
+
+    /// Whether the template text at byte `at` is token `id`'s text.
+    fn written(&self, prompt: &RenderedPrompt, id: Option<u32>, at: usize) -> bool {
+        id.is_some_and(|id| prompt.text.as_bytes()[at..].starts_with(&self.token_bytes(id)))
+    }
+
+    /// The one encoder: special tokens first, then the vocabulary's algorithm between them.
+    fn encode(&self, text: &str, control: Control<'_>, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
+        let inner = &self.inner;
+        let mut ids = Vec::new();
+        if add_special && inner.add_bos {
+            ids.extend(inner.bos);
+        }
+        for piece in inner.specials.split(text, control) {
+            match piece {
+                Piece::Token(id) => ids.push(id),
+                Piece::Text(range) => self.encode_piece(&text[range], &mut ids)?,
+            }
+        }
+        if add_special && inner.add_eos {
+            ids.extend(inner.eos);
+        }
+        Ok(ids)
+    }
+
+    fn encode_piece(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+        match &self.inner.model {
+            Model::Bpe(bpe) => bpe.encode(text, ids),
+        }
     }
 
     /// Whether `id` is a control token (end of turn, role markers, …), never plain text.
     pub fn is_control(&self, id: u32) -> bool {
-        self.control.iter().any(|&(_, c)| c == id)
+        matches!(self.inner.types.get(id as usize), Some(TokenType::Control | TokenType::Unknown))
     }
 
     /// The beginning-of-sequence token, if the model has one.
     pub fn bos(&self) -> Option<u32> {
-        self.bos
+        self.inner.bos
     }
 
     /// The bytes one token stands for (empty for an unknown id); a token may end inside a character.
+    /// Control and user-defined tokens stand for their text.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        let Some(text) = self.with_control.id_to_token(id) else { return Vec::new() };
-        if self.added.contains(&id) {
-            return text.into_bytes();
-        }
-        let mut bytes = Vec::with_capacity(text.len());
-        for c in text.chars() {
-            match byte_of_char(c) {
-                Some(b) => bytes.push(b),
-                None => bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
-            }
-        }
-        bytes
+        self.bytes_of(id).to_vec()
     }
 
-    /// Encodes a rendered chat prompt: control tokens are recognised only in the template's own text,
-    /// never inside message content, so content cannot forge a turn.
-    pub fn encode_prompt(&self, prompt: &RenderedPrompt) -> Result<Vec<u32>, TokenizerError> {
-        let mut ids = Vec::new();
-        if self.add_bos {
-            ids.extend(self.bos);
+    fn bytes_of(&self, id: u32) -> &[u8] {
+        let inner = &self.inner;
+        let id = id as usize;
+        match (inner.offsets.get(id), inner.offsets.get(id + 1)) {
+            (Some(&start), Some(&end)) => &inner.bytes[start..end],
+            _ => &[],
         }
-        let mut start = 0;
-        for (range, id) in self.control_matches(&prompt.text, &prompt.content_spans) {
-            ids.extend(self.encode_text(&prompt.text[start..range.start])?);
-            ids.push(id);
-            start = range.end;
-        }
-        ids.extend(self.encode_text(&prompt.text[start..])?);
-        Ok(ids)
     }
 
-    /// Control-token occurrences outside `content`, in order and non-overlapping (longest wins).
-    fn control_matches(&self, text: &str, content: &[Range<usize>]) -> Vec<(Range<usize>, u32)> {
-        let mut found = Vec::new();
-        let mut pos = 0;
-        while pos < text.len() {
-            if let Some(span) = content.iter().find(|r| r.contains(&pos)) {
-                pos = span.end;
-                continue;
-            }
-            let rest = &text[pos..];
-            let hit = self.control.iter().find(|(t, _)| {
-                rest.starts_with(t.as_str()) && !content.iter().any(|r| r.start < pos + t.len() && r.start > pos)
-            });
-            match hit {
-                Some((t, id)) => {
-                    found.push((pos..pos + t.len(), *id));
-                    pos += t.len();
-                }
-                None => pos += rest.chars().next().map_or(1, char::len_utf8),
-            }
-        }
-        found
-    }
-
-    /// Decodes ids to text, dropping control tokens.
+    /// Decodes ids to text, dropping control tokens; bytes that are no valid UTF-8 become U+FFFD.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.with_control.decode(ids, true).map_err(library)
+        let mut bytes = Vec::new();
+        for &id in ids.iter().filter(|&&id| !self.is_control(id)) {
+            bytes.extend_from_slice(self.bytes_of(id));
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Tokens that end generation (EOS and other end-of-turn control tokens).
+    /// Tokens that end generation: EOS, EOT, EOM, and the other end-of-turn tokens llama.cpp knows.
     pub fn end_of_generation(&self) -> &[u32] {
-        &self.end_of_generation
+        &self.inner.end_of_generation
     }
 
-    /// Number of ids, added tokens included.
+    /// Number of ids.
     pub fn vocab_size(&self) -> usize {
-        self.with_control.get_vocab_size(true)
+        self.inner.types.len()
     }
 }
 
-/// Whether byte-level BPE shows byte `b` as the character with the same code.
-fn printable(b: u8) -> bool {
-    (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
+/// The tokens matched as whole pieces: control, unknown and user-defined ones.
+fn specials(vocab: &GgufVocab, types: &[TokenType]) -> Vec<Special> {
+    let mut out = Vec::new();
+    for (id, text) in vocab.tokens.iter().enumerate() {
+        let control = match types[id] {
+            TokenType::Control | TokenType::Unknown => true,
+            TokenType::UserDefined => false,
+            _ => continue,
+        };
+        out.push(Special { id: id as u32, text: text.clone(), control, lstrip: false, rstrip: false });
+    }
+    out
 }
 
-/// The byte that byte-level BPE (GPT-2) writes as `c`: printable bytes as themselves, the others as
-/// U+0100 onwards in byte order.
-fn byte_of_char(c: char) -> Option<u8> {
-    let code = c as u32;
-    if code < 256 {
-        return printable(code as u8).then_some(code as u8);
+/// Every token's bytes, back to back, with the offsets where each starts (plus the end).
+fn token_bytes(tokens: &[String], types: &[TokenType], model: &Model) -> (Vec<u8>, Vec<usize>) {
+    let mut bytes = Vec::new();
+    let mut offsets = Vec::with_capacity(tokens.len() + 1);
+    for (text, kind) in tokens.iter().zip(types) {
+        offsets.push(bytes.len());
+        match kind {
+            TokenType::Control | TokenType::Unknown | TokenType::UserDefined => {
+                bytes.extend_from_slice(text.as_bytes())
+            }
+            TokenType::Unused => {}
+            TokenType::Byte => bytes.extend(byte_token(text)),
+            TokenType::Normal => match model {
+                Model::Bpe(_) => bytes.extend(bpe::token_bytes(text)),
+            },
+        }
     }
-    let rank = code.checked_sub(256)? as usize;
-    (0..=255u8).filter(|&b| !printable(b)).nth(rank)
+    offsets.push(bytes.len());
+    (bytes, offsets)
 }
 
-/// The pre-tokenizer for a GGUF `tokenizer.ggml.pre` name (the GPT-2 split when unknown).
-fn pre_tokenizer(pre: Option<&str>) -> PreTokenizerWrapper {
-    let byte_level = ByteLevel::new(false, true, true);
-    match pre {
-        // `smollm`: each digit on its own, then the GPT-2 regex.
-        Some("smollm") => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
-        _ => byte_level.into(),
-    }
+/// The byte of a `<0xNN>` token.
+fn byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
 }
+
+#[cfg(test)]
+#[path = "tokenizer_tests.rs"]
+mod tests;
