@@ -86,6 +86,7 @@ pub fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
     Ok(GgufVocab {
         model: file.string("tokenizer.ggml.model")?.to_string(),
         pre: file.string("tokenizer.ggml.pre").ok().map(str::to_string),
+        name: file.string("general.name").ok().map(str::to_string),
         tokens: file.strings("tokenizer.ggml.tokens")?,
         token_types: file
             .ints("tokenizer.ggml.token_type")
@@ -93,12 +94,15 @@ pub fn vocab(file: &GgufFile) -> anyhow::Result<GgufVocab> {
             .into_iter()
             .map(|code| TokenType::from_gguf(i32::try_from(code).unwrap_or(0)))
             .collect(),
+        scores: file.floats("tokenizer.ggml.scores").unwrap_or_default(),
         merges: file.strings("tokenizer.ggml.merges").unwrap_or_default(),
         bos: optional_id("tokenizer.ggml.bos_token_id"),
         eos: optional_id("tokenizer.ggml.eos_token_id"),
         eot: optional_id("tokenizer.ggml.eot_token_id"),
         eom: optional_id("tokenizer.ggml.eom_token_id"),
+        unknown: optional_id("tokenizer.ggml.unknown_token_id"),
         add_bos: flag("tokenizer.ggml.add_bos_token"),
         add_eos: flag("tokenizer.ggml.add_eos_token"),
+        add_space_prefix: flag("tokenizer.ggml.add_space_prefix"),
     })
 }

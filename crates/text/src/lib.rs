@@ -6,6 +6,7 @@
 //! - [`tokenizer`] — [`Tokenizer`], built from GGUF vocabulary metadata ([`GgufVocab`]); encodes a rendered
 //!   chat prompt so that message content can never produce control tokens.
 //! - `special` — cuts text at control and user-defined tokens before the vocabulary's algorithm runs.
+//! - `spm` — SentencePiece (`llama` vocabularies): merges by score, byte fallback.
 //! - `bpe` — byte-level BPE (`gpt2` vocabularies) with the pre-tokenizer splits llama.cpp uses.
 //! - [`template`] — [`ChatTemplate`], the model's Jinja chat template rendered with minijinja.
 //! - [`decode`] — [`IncrementalDecoder`], token ids to UTF-8-safe text deltas.
@@ -17,6 +18,7 @@ mod bpe;
 pub mod decode;
 pub mod embedding;
 mod special;
+mod spm;
 pub mod stop;
 pub mod template;
 pub mod tokenizer;

@@ -2,14 +2,16 @@
 //!
 //! Encoding runs in two stages. [`Specials`] first cuts the text at special tokens (control tokens where
 //! the caller allows them, user-defined tokens always); each piece of text between them then goes to the
-//! vocabulary's own algorithm, byte-level BPE ([`crate::bpe`], `gpt2`). Decoding concatenates each
-//! token's bytes ([`Tokenizer::token_bytes`]), skipping control tokens, which is what llama-server sends
-//! for generated tokens.
+//! vocabulary's own algorithm: SentencePiece ([`crate::spm`], `llama`) or byte-level BPE
+//! ([`crate::bpe`], `gpt2`). Decoding concatenates each token's bytes ([`Tokenizer::token_bytes`]),
+//! skipping control tokens, which is what llama-server sends for generated tokens.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::bpe::{self, ByteLevelBpe, PreTokenizer};
 use crate::special::{Control, Piece, Special, Specials};
+use crate::spm::Spm;
 use crate::template::RenderedPrompt;
 
 /// GGUF `tokenizer.ggml.token_type` values.
@@ -47,14 +49,18 @@ impl TokenType {
 /// tokenizer uses llama.cpp's default for the model kind.
 #[derive(Debug, Clone, Default)]
 pub struct GgufVocab {
-    /// `tokenizer.ggml.model`: `gpt2` (byte-level BPE).
+    /// `tokenizer.ggml.model`: `llama` (SentencePiece) or `gpt2` (byte-level BPE).
     pub model: String,
     /// `tokenizer.ggml.pre`, the BPE pre-tokenizer name, e.g. `llama-bpe`.
     pub pre: Option<String>,
+    /// `general.name`; llama.cpp strips whitespace after Phi-3's special tokens by this name.
+    pub name: Option<String>,
     /// `tokenizer.ggml.tokens`, indexed by id.
     pub tokens: Vec<String>,
     /// `tokenizer.ggml.token_type`, indexed by id (empty means all normal).
     pub token_types: Vec<TokenType>,
+    /// `tokenizer.ggml.scores`, indexed by id: SentencePiece's merge priorities (empty means all 0).
+    pub scores: Vec<f32>,
     /// `tokenizer.ggml.merges`, as `"left right"`, by rank.
     pub merges: Vec<String>,
     /// `tokenizer.ggml.bos_token_id`.
@@ -65,17 +71,22 @@ pub struct GgufVocab {
     pub eot: Option<u32>,
     /// `tokenizer.ggml.eom_token_id` (end of message, Llama 3.1's `<|eom_id|>`).
     pub eom: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unknown: Option<u32>,
     /// `tokenizer.ggml.add_bos_token`.
     pub add_bos: Option<bool>,
     /// `tokenizer.ggml.add_eos_token`.
     pub add_eos: Option<bool>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece: a space before text that follows a special
+    /// token or starts the input).
+    pub add_space_prefix: Option<bool>,
 }
 
 /// Why a tokenizer could not be built or used.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// The GGUF names a tokenizer model we do not build.
-    #[error("unsupported tokenizer model `{0}` (supported: gpt2)")]
+    #[error("unsupported tokenizer model `{0}` (supported: llama, gpt2)")]
     UnsupportedModel(String),
     /// The GGUF names a BPE pre-tokenizer whose split we do not know.
     #[error("unsupported tokenizer.ggml.pre `{0}` (supported: {list})", list = bpe::SUPPORTED_PRE.join(", "))]
@@ -131,12 +142,14 @@ struct Inner {
 
 /// The vocabulary's own algorithm, run on text between special tokens.
 enum Model {
+    Spm { spm: Spm, ids: HashMap<String, u32>, add_space_prefix: bool },
     Bpe(ByteLevelBpe),
 }
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.inner.model {
+            Model::Spm { .. } => "llama",
             Model::Bpe(_) => "gpt2",
         };
         f.debug_struct("Tokenizer")
@@ -163,6 +176,15 @@ impl Tokenizer {
             }
         }
         let (model, add_bos, bos, eos) = match vocab.model.as_str() {
+            "llama" => {
+                let ids = text_to_id(&vocab.tokens);
+                let unknown = in_range(vocab.unknown.or(Some(0)));
+                let spm = Spm::new(&ids, vocab.scores.clone(), unknown);
+                let add_space_prefix = vocab.add_space_prefix.unwrap_or(true);
+                // llama.cpp's SentencePiece defaults: BOS 1, EOS 2, and BOS added.
+                let (bos, eos) = (in_range(vocab.bos.or(Some(1))), in_range(vocab.eos.or(Some(2))));
+                (Model::Spm { spm, ids, add_space_prefix }, vocab.add_bos.unwrap_or(true), bos, eos)
+            }
             "gpt2" => {
                 let pre = PreTokenizer::from_name(vocab.pre.as_deref())?;
                 let bpe = ByteLevelBpe::new(&vocab.tokens, &vocab.merges, pre)?;
@@ -240,10 +262,17 @@ impl Tokenizer {
         if add_special && inner.add_bos {
             ids.extend(inner.bos);
         }
+        let mut after_special = true;
         for piece in inner.specials.split(text, control) {
             match piece {
-                Piece::Token(id) => ids.push(id),
-                Piece::Text(range) => self.encode_piece(&text[range], &mut ids)?,
+                Piece::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
+                Piece::Text(range) => {
+                    self.encode_piece(&text[range], after_special, &mut ids)?;
+                    after_special = false;
+                }
             }
         }
         if add_special && inner.add_eos {
@@ -252,8 +281,14 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    fn encode_piece(&self, text: &str, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
+    fn encode_piece(&self, text: &str, after_special: bool, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
         match &self.inner.model {
+            Model::Spm { spm, ids: vocab, add_space_prefix } => {
+                let prefix = if *add_space_prefix && after_special { "\u{2581}" } else { "" };
+                let escaped = format!("{prefix}{}", text.replace(' ', "\u{2581}"));
+                spm.encode(vocab, &escaped, ids);
+                Ok(())
+            }
             Model::Bpe(bpe) => bpe.encode(text, ids),
         }
     }
@@ -269,7 +304,7 @@ impl Tokenizer {
     }
 
     /// The bytes one token stands for (empty for an unknown id); a token may end inside a character.
-    /// Control and user-defined tokens stand for their text.
+    /// Control tokens stand for their text; SentencePiece's "▁" is a space and `<0x0A>` is byte 0x0A.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
         self.bytes_of(id).to_vec()
     }
@@ -303,8 +338,17 @@ impl Tokenizer {
     }
 }
 
+/// Text -> id over every token, later ids winning on duplicate text (llama.cpp's `token_to_id`).
+fn text_to_id(tokens: &[String]) -> HashMap<String, u32> {
+    tokens.iter().enumerate().filter(|(_, t)| !t.is_empty()).map(|(id, t)| (t.clone(), id as u32)).collect()
+}
+
 /// The tokens matched as whole pieces: control, unknown and user-defined ones.
 fn specials(vocab: &GgufVocab, types: &[TokenType]) -> Vec<Special> {
+    // llama.cpp strips whitespace after every special token of a model named Phi-3, except these.
+    let name = vocab.name.as_deref().unwrap_or_default().to_lowercase();
+    let phi3 = name.contains("phi-3") || name.contains("phi3");
+    let keeps_whitespace = |text: &str| matches!(text, "<unk>" | "<s>" | "<|endoftext|>");
     let mut out = Vec::new();
     for (id, text) in vocab.tokens.iter().enumerate() {
         let control = match types[id] {
@@ -312,7 +356,8 @@ fn specials(vocab: &GgufVocab, types: &[TokenType]) -> Vec<Special> {
             TokenType::UserDefined => false,
             _ => continue,
         };
-        out.push(Special { id: id as u32, text: text.clone(), control, lstrip: false, rstrip: false });
+        let rstrip = phi3 && !keeps_whitespace(text);
+        out.push(Special { id: id as u32, text: text.clone(), control, lstrip: false, rstrip });
     }
     out
 }
@@ -330,6 +375,7 @@ fn token_bytes(tokens: &[String], types: &[TokenType], model: &Model) -> (Vec<u8
             TokenType::Unused => {}
             TokenType::Byte => bytes.extend(byte_token(text)),
             TokenType::Normal => match model {
+                Model::Spm { .. } => bytes.extend_from_slice(text.replace('\u{2581}', " ").as_bytes()),
                 Model::Bpe(_) => bytes.extend(bpe::token_bytes(text)),
             },
         }

@@ -1,4 +1,5 @@
-//! Unit tests of [`Tokenizer`] on tiny hand-made vocabularies.
+//! Unit tests of [`Tokenizer`] on tiny hand-made vocabularies; tests/tokenizers.rs checks the real
+//! Gemma and SmolLM2 vocabularies against llama.cpp.
 
 use super::*;
 
@@ -79,4 +80,103 @@ fn chat_prompts_get_one_bos_and_control_tokens_only_outside_content() {
     assert_eq!(t.encode_prompt(&p).unwrap()[..4], [258, 256, 257, b'o' as u32]);
     assert_eq!(t.encode_prompt(&p).unwrap().len(), 4 + 10, "content's `<|im_end|>` stays text");
     assert_eq!(t.encode_prompt(&prompt("x", vec![])).unwrap(), [258, b'x' as u32]);
+}
+
+/// A SentencePiece vocabulary: specials, byte tokens, and scored pieces.
+fn spm_vocab(add_space_prefix: Option<bool>) -> GgufVocab {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "<start>", "<b>"].map(String::from).to_vec();
+    let mut token_types = vec![TokenType::Unknown, TokenType::Control, TokenType::Control, TokenType::Control];
+    token_types.push(TokenType::UserDefined);
+    for b in 0..=255u8 {
+        tokens.push(format!("<0x{b:02X}>"));
+        token_types.push(TokenType::Byte);
+    }
+    // Ids 261.. : scores make "▁hello" form through "he", "ll", "hell"; "▁" alone is a token too.
+    let pieces = [("▁", -1.0), ("h", -2.0), ("e", -2.0), ("l", -2.0), ("o", -2.0), ("he", -3.0), ("ll", -3.5)];
+    let pieces = pieces.iter().chain(&[("hell", -4.0), ("hello", -4.5), ("▁hello", -5.0), ("x", -2.0)]);
+    let mut scores = vec![0.0; tokens.len()];
+    for &(text, score) in pieces {
+        tokens.push(text.to_string());
+        token_types.push(TokenType::Normal);
+        scores.push(score);
+    }
+    GgufVocab {
+        model: "llama".into(),
+        tokens,
+        token_types,
+        scores,
+        bos: Some(1),
+        eos: Some(2),
+        unknown: Some(0),
+        add_space_prefix,
+        ..GgufVocab::default()
+    }
+}
+
+const HELLO: u32 = 270; // "▁hello"
+const SPACE: u32 = 261; // "▁"
+const X: u32 = 271;
+
+fn byte(b: u8) -> u32 {
+    5 + b as u32
+}
+
+#[test]
+fn spm_adds_a_space_prefix_at_the_start_and_after_special_tokens() {
+    let t = Tokenizer::from_gguf(&spm_vocab(None)).unwrap();
+    assert_eq!(t.encode_text("hello").unwrap(), [HELLO], "the default for llama vocabularies adds the prefix");
+    assert_eq!(t.encode_with_control("<start>hello<b>x").unwrap(), [3, HELLO, 4, SPACE, X]);
+    // User text keeps control-token text as text, but user-defined tokens always match.
+    assert_eq!(t.encode_text("<start>").unwrap()[..2], [SPACE, byte(b'<')]);
+    let t = Tokenizer::from_gguf(&spm_vocab(Some(false))).unwrap();
+    assert_eq!(t.encode_text("hello").unwrap(), [269]);
+    assert_eq!(t.encode_text(" hello").unwrap(), [HELLO]);
+}
+
+#[test]
+fn spm_falls_back_to_bytes_and_decodes_them() {
+    let t = Tokenizer::from_gguf(&spm_vocab(Some(false))).unwrap();
+    let ids = t.encode_text("hé\n").unwrap();
+    assert_eq!(ids, [262, byte(0xC3), byte(0xA9), byte(b'\n')]);
+    assert_eq!(t.decode(&ids).unwrap(), "hé\n");
+    assert_eq!(t.token_bytes(byte(b'\n')), b"\n");
+    assert_eq!(t.token_bytes(HELLO), b" hello");
+    assert_eq!(t.token_bytes(3), b"<start>", "control tokens stand for their text");
+    assert_eq!(t.decode(&[1, HELLO, 3, 2]).unwrap(), " hello", "control tokens are not text");
+    assert!(t.is_control(0) && t.is_control(3) && !t.is_control(4) && !t.is_control(HELLO));
+}
+
+#[test]
+fn spm_defaults_follow_llama_cpp() {
+    let t = Tokenizer::from_gguf(&spm_vocab(None)).unwrap();
+    assert_eq!(t.encode_completion_prompt("x").unwrap(), [1, SPACE, X], "BOS added by default");
+    let mut vocab = spm_vocab(None);
+    vocab.add_bos = Some(false);
+    vocab.add_eos = Some(true);
+    let t = Tokenizer::from_gguf(&vocab).unwrap();
+    assert_eq!(t.encode_completion_prompt("x").unwrap(), [SPACE, X, 2]);
+    assert_eq!(t.end_of_generation(), [2], "EOS, and `</s>` by its text");
+}
+
+#[test]
+fn spm_chat_prompts_get_one_bos_and_a_space_prefix_only_after_special_tokens() {
+    let t = Tokenizer::from_gguf(&spm_vocab(None)).unwrap();
+    // The template wrote `<s>` itself: no second BOS (llama.cpp strips the text and adds BOS).
+    let content = 15..22;
+    let p = prompt("<s><start>hello<start>", vec![content]);
+    assert_eq!(t.encode_prompt(&p).unwrap()[..3], [1, 3, HELLO]);
+    assert_eq!(t.encode_prompt(&p).unwrap()[3], byte(b'<'), "content's `<start>` stays text, unprefixed");
+    let p = prompt("<start>x", vec![]);
+    assert_eq!(t.encode_prompt(&p).unwrap(), [1, 3, SPACE, X]);
+}
+
+#[test]
+fn phi3_special_tokens_swallow_the_whitespace_after_them() {
+    let mut vocab = spm_vocab(Some(false));
+    vocab.name = Some("Phi 3 Mini".into());
+    assert_eq!(Tokenizer::from_gguf(&vocab).unwrap().encode_with_control("<start>\n x").unwrap()[1], byte(b'\n'));
+    vocab.name = Some("Phi-3 Mini".into());
+    let t = Tokenizer::from_gguf(&vocab).unwrap();
+    assert_eq!(t.encode_with_control("<start>\n x").unwrap(), [3, X]);
+    assert_eq!(t.encode_with_control("<s> x").unwrap(), [1, SPACE, X], "`<s>` keeps its whitespace");
 }
