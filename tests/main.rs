@@ -9,6 +9,8 @@
 //!   Python SDK (`tests/sdk/*.py`).
 //! - `signals`: the real `hearth` binary on the real default model, drained by a real SIGTERM.
 //! - `tls`: HTTPS in the real accept loop with self-signed certificates, on the tiny model.
+//! - `tokenizers`: GGUF tokenizers (SentencePiece, byte-level BPE) against llama.cpp's ids and text in
+//!   `tests/fixtures/tokenizer-reference.json`, on the real SmolLM2 and Gemma 3 vocabularies.
 
 mod http;
 mod kv;
@@ -17,5 +19,6 @@ mod reference;
 mod sdk;
 mod signals;
 mod tls;
+mod tokenizers;
 mod tools;
 mod util;
