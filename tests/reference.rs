@@ -20,7 +20,7 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn load(weights: WeightFormat) -> (model::ServedModel, Box<dyn CausalLm>) {
     init();
-    model::load(&default_model(), None, weights).unwrap()
+    model::load(&default_model(), None, weights, None).unwrap()
 }
 
 #[test]
@@ -50,8 +50,12 @@ fn chat_template_renders_like_llama_cpp() {
             .iter()
             .map(|m| PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
             .collect();
-        let rendered =
-            served.template.render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap()).unwrap();
+        let rendered = served
+            .template
+            .as_ref()
+            .unwrap()
+            .render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap())
+            .unwrap();
         assert_eq!(rendered.text, case["prompt"].as_str().unwrap());
         assert_eq!(served.tokenizer.encode_prompt(&rendered).unwrap(), ids(&case["prompt_ids"]));
     }

@@ -6,17 +6,7 @@ use hearth_models::WeightFormat;
 
 use hearth_server::config::EmbeddingModelConfig;
 
-use crate::util::{config, default_embedding_model, default_model, init, root};
-
-/// The Python interpreter with the `openai` package: `HEARTH_PYTHON`, else the repository's `.venv`.
-fn python() -> String {
-    if let Ok(python) = std::env::var("HEARTH_PYTHON") {
-        return python;
-    }
-    let venv = root().join(".venv/bin/python");
-    assert!(venv.exists(), "{} is missing: scripts/test.sh creates it with the OpenAI SDK", venv.display());
-    venv.display().to_string()
-}
+use crate::util::{config, default_embedding_model, default_model, init, python, root};
 
 #[test]
 fn openai_python_sdk_suite() {

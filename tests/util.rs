@@ -49,6 +49,17 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
+/// The Python interpreter with the packages the tests use (the OpenAI SDK, `gguf`, `numpy`):
+/// `HEARTH_PYTHON`, else the repository's `.venv`.
+pub fn python() -> String {
+    if let Ok(python) = std::env::var("HEARTH_PYTHON") {
+        return python;
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(venv.exists(), "{} is missing: scripts/test.sh creates it", venv.display());
+    venv.display().to_string()
+}
+
 /// The real default model; fetched by `scripts/fetch-models.sh` (the README's test command runs it).
 pub fn default_model() -> PathBuf {
     let path = root().join(hearth_server::config::DEFAULT_MODEL);
@@ -67,7 +78,7 @@ pub fn default_embedding_model() -> PathBuf {
 pub fn config(path: PathBuf, weights: WeightFormat) -> Config {
     let default = Config::default_resolved();
     Config {
-        model: ModelConfig { path, served_model_name: None, weights, embedding: None },
+        model: ModelConfig { path, served_model_name: None, weights, chat_template: None, embedding: None },
         engine: EngineSettings { threads: 1, ..default.engine },
         ..default
     }

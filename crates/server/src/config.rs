@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// How weights are held in memory [default: as-stored].
     #[arg(long, env = "HEARTH_WEIGHTS", value_enum)]
     pub weights: Option<Weights>,
+    /// Jinja chat template file for /v1/chat/completions, replacing the GGUF's own (or supplying one to a
+    /// base model that has none) [default: the GGUF's `tokenizer.chat_template`].
+    #[arg(long, env = "HEARTH_CHAT_TEMPLATE")]
+    pub chat_template: Option<PathBuf>,
     /// Most sequences generating at once [default: 16].
     #[arg(long, env = "HEARTH_MAX_NUM_SEQS")]
     pub max_num_seqs: Option<usize>,
@@ -198,6 +202,7 @@ struct FileModel {
     path: Option<PathBuf>,
     served_model_name: Option<String>,
     weights: Option<Weights>,
+    chat_template: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +282,8 @@ pub struct ModelConfig {
     pub served_model_name: Option<String>,
     /// In-memory weight format.
     pub weights: WeightFormat,
+    /// A chat template file replacing the GGUF's own.
+    pub chat_template: Option<PathBuf>,
     /// The embedding model served beside the chat model, if any.
     pub embedding: Option<EmbeddingModelConfig>,
 }
@@ -324,12 +331,14 @@ impl Config {
         let engine = file.engine.unwrap_or_default();
         let defaults = EngineConfig::default();
         let weights = args.weights.or(model.weights).unwrap_or(Weights::AsStored).into();
-        let model = if args.model.is_empty() {
+        let chat_template = args.chat_template.clone().or(model.chat_template);
+        let mut model = if args.model.is_empty() {
             let embedding = file.embedding_model.unwrap_or_default();
             ModelConfig {
                 path: model.path.unwrap_or_else(|| DEFAULT_MODEL.into()),
                 served_model_name: args.served_model_name.first().cloned().or(model.served_model_name),
                 weights,
+                chat_template: None,
                 embedding: Some(EmbeddingModelConfig {
                     optional: embedding.path.is_none(),
                     path: embedding.path.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.into()),
@@ -339,6 +348,10 @@ impl Config {
         } else {
             models_from_flags(&args.model, &args.served_model_name, weights)?
         };
+        if let Some(path) = chat_template.as_ref().filter(|p| !p.is_file()) {
+            anyhow::bail!("--chat-template {}: no such file", path.display());
+        }
+        model.chat_template = chat_template;
         Ok(Self {
             server: ServerConfig {
                 host: args.host.clone().or(server.host).unwrap_or_else(|| "127.0.0.1".into()),
@@ -410,7 +423,7 @@ fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat)
         served_model_name,
         optional: false,
     });
-    Ok(ModelConfig { path, served_model_name, weights, embedding })
+    Ok(ModelConfig { path, served_model_name, weights, chat_template: None, embedding })
 }
 
 /// Both TLS files or neither, each an existing file.

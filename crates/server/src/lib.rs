@@ -51,7 +51,12 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         );
     }
     let started = std::time::Instant::now();
-    let (served, model) = model::load(path, config.model.served_model_name.clone(), config.model.weights)?;
+    let (served, model) = model::load(
+        path,
+        config.model.served_model_name.clone(),
+        config.model.weights,
+        config.model.chat_template.as_deref(),
+    )?;
     tracing::info!(
         model = %served.id,
         path = %path.display(),

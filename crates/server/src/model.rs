@@ -20,8 +20,9 @@ pub struct ServedModel {
     pub context_length: usize,
     /// Text <-> tokens.
     pub tokenizer: Tokenizer,
-    /// The model's chat template.
-    pub template: ChatTemplate,
+    /// The chat template (`--chat-template`, else the GGUF's); `None` for a base model without one, which
+    /// serves `/v1/completions` only.
+    pub template: Option<ChatTemplate>,
     /// Compiles `response_format` and tool-call constraints for this vocabulary.
     pub structured: Structured,
     /// The call format the chat template renders tools in itself; `None` when it has no tool support we
@@ -29,17 +30,27 @@ pub struct ServedModel {
     pub native_tools: Option<Family>,
 }
 
-/// Reads a GGUF file: returns the model for the engine and the text side for the server.
-pub fn load(path: &Path, id: Option<String>, format: WeightFormat) -> anyhow::Result<(ServedModel, Box<dyn CausalLm>)> {
+/// Reads a GGUF file: returns the model for the engine and the text side for the server. `chat_template`
+/// replaces the file's own template.
+pub fn load(
+    path: &Path,
+    id: Option<String>,
+    format: WeightFormat,
+    chat_template: Option<&Path>,
+) -> anyhow::Result<(ServedModel, Box<dyn CausalLm>)> {
     let file = GgufFile::open(path)?;
     let vocab = vocab(&file)?;
     let tokenizer = Tokenizer::from_gguf(&vocab)?;
     let token = |id: Option<u32>| id.and_then(|i| vocab.tokens.get(i as usize)).cloned().unwrap_or_default();
-    let source = file
-        .string("tokenizer.chat_template")
-        .map_err(|_| anyhow::anyhow!("{} has no chat template (tokenizer.chat_template)", path.display()))?;
-    let template = ChatTemplate::new(source, &token(vocab.bos), &token(vocab.eos))?;
-    let native_tools = Family::of_template(template.source()).filter(|_| template.supports_tools());
+    let source = match chat_template {
+        Some(template) => Some(
+            std::fs::read_to_string(template)
+                .map_err(|e| anyhow::anyhow!("--chat-template {}: {e}", template.display()))?,
+        ),
+        None => file.string("tokenizer.chat_template").ok().map(str::to_string),
+    };
+    let template = source.map(|source| ChatTemplate::new(&source, &token(vocab.bos), &token(vocab.eos))).transpose()?;
+    let native_tools = template.as_ref().and_then(|t| Family::of_template(t.source()).filter(|_| t.supports_tools()));
     let model = hearth_models::load(&file, format)?;
     let eos = vocab.eos.or_else(|| tokenizer.end_of_generation().first().copied()).unwrap_or(0);
     let structured = Structured::new(&tokenizer, eos)?;

@@ -97,8 +97,7 @@ pub fn chat(
             tools::announce(&mut messages, style, &tool_use.functions);
         }
     }
-    let rendered = model
-        .template
+    let rendered = chat_template(model)?
         .render(&messages, &definitions, true)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -274,14 +273,26 @@ pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, 
         (Some(prompt), None) => tokenizer.encode_with_control(prompt).map_err(internal),
         (None, Some(messages)) => {
             let messages = prompt_messages(messages, ToolStyle::of(model))?;
-            let rendered = model
-                .template
+            let rendered = chat_template(model)?
                 .render(&messages, &[], req.add_generation_prompt.unwrap_or(true))
                 .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
             tokenizer.encode_prompt(&rendered).map_err(internal)
         }
         _ => Err(ApiError::invalid("prompt", "give exactly one of `prompt` and `messages`")),
     }
+}
+
+/// The model's chat template, or a 400 saying that a base model takes raw prompts.
+fn chat_template(model: &ServedModel) -> Result<&hearth_text::ChatTemplate, ApiError> {
+    model.template.as_ref().ok_or_else(|| ApiError::Invalid {
+        message: format!(
+            "`{}` is a base model without a chat template: send raw text to /v1/completions, or start Hearth \
+             with --chat-template FILE to give it one",
+            model.id
+        ),
+        param: Some("messages".into()),
+        code: Some("model_not_chat"),
+    })
 }
 
 /// The text of a `/detokenize` request's tokens.
