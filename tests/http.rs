@@ -122,6 +122,10 @@ async fn validation_errors_name_the_field() {
             Some("tools[0].function.name"),
         ),
         (json!({"model": MODEL}), Some("messages")),
+        (
+            json!({"model": MODEL, "messages": user("a"), "chat_template_kwargs": {"add_generation_prompt": false}}),
+            Some("chat_template_kwargs"),
+        ),
         (json!({"model": MODEL, "messages": user("a"), "temperature": "hot"}), None),
     ];
     for (request, param) in cases {
@@ -130,7 +134,7 @@ async fn validation_errors_name_the_field() {
     }
     let (status, body, _) =
         chat(json!({"model": MODEL, "messages": user("a"), "top_p": 1.0, "temperature": 2, "max_tokens": 1,
-                    "response_format": {"type": "text"}, "tools": []}))
+                    "response_format": {"type": "text"}, "tools": [], "chat_template_kwargs": {"enable_thinking": false}}))
         .await;
     assert_eq!(status, StatusCode::OK, "the edges of OpenAI's ranges are valid: {body}");
 }

@@ -14,6 +14,8 @@
 //!   Python SDK (`tests/sdk/*.py`).
 //! - `signals`: the real `hearth` binary on the real default model, drained by a real SIGTERM.
 //! - `tls`: HTTPS in the real accept loop with self-signed certificates, on the tiny model.
+//! - `templates`: the chat templates the families ship, rendered as Hugging Face's jinja2 renders them
+//!   (`tests/fixtures/chat-template-reference.json`).
 //! - `tokenizers`: GGUF tokenizers (SentencePiece, byte-level BPE) against llama.cpp's ids and text in
 //!   `tests/fixtures/tokenizer-reference.json`, on the real SmolLM2 and Gemma 3 vocabularies.
 
@@ -25,6 +27,7 @@ mod operations;
 mod reference;
 mod sdk;
 mod signals;
+mod templates;
 mod tls;
 mod tokenizers;
 mod tools;

@@ -54,7 +54,7 @@ fn chat_template_renders_like_llama_cpp() {
             .template
             .as_ref()
             .unwrap()
-            .render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap())
+            .render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap(), &Default::default())
             .unwrap();
         assert_eq!(rendered.text, case["prompt"].as_str().unwrap());
         assert_eq!(served.tokenizer.encode_prompt(&rendered).unwrap(), ids(&case["prompt_ids"]));

@@ -50,6 +50,9 @@ pub struct ChatCompletionRequest {
     /// Deprecated form of `tools`; not served.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub functions: Option<Vec<serde_json::Value>>,
+    /// Extra variables for the chat template (vLLM's extension), e.g. `{"enable_thinking": false}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One entry of `tools`.

@@ -22,6 +22,9 @@ pub struct TokenizeRequest {
     /// With `messages`: end with the assistant turn's opening (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub add_generation_prompt: Option<bool>,
+    /// With `messages`: extra variables for the chat template, as for chat completions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `POST /tokenize` response.

@@ -86,6 +86,9 @@ impl ChatTemplate {
         Ok(Self { env, source: source.to_string(), bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
+    /// The variables Hearth sets for every render.
+    pub const VARIABLES: [&str; 5] = ["messages", "tools", "add_generation_prompt", "bos_token", "eos_token"];
+
     /// The template's Jinja source.
     pub fn source(&self) -> &str {
         &self.source
@@ -100,12 +103,14 @@ impl ChatTemplate {
 
     /// Renders `messages`, ending with the assistant's turn header when `add_generation_prompt`. `tools`
     /// (function definitions, `{"type": "function", "function": {…}}`) reach the template as its `tools`
-    /// variable when there are any.
+    /// variable when there are any; `kwargs` become further variables (e.g. Qwen3's `enable_thinking`), except
+    /// that they cannot replace [`ChatTemplate::VARIABLES`].
     pub fn render(
         &self,
         messages: &[PromptMessage],
         tools: &[serde_json::Value],
         add_generation_prompt: bool,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<RenderedPrompt, TemplateError> {
         let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
         let marker = |i: usize| format!("\u{E000}{nonce:016x}:{i}\u{E001}");
@@ -126,6 +131,7 @@ impl ChatTemplate {
                 add_generation_prompt => add_generation_prompt,
                 bos_token => &self.bos_token,
                 eos_token => &self.eos_token,
+                ..minijinja::Value::from(minijinja::value::Serde(kwargs))
             })
             .map_err(|e| TemplateError::Render(e.to_string()))?;
         Ok(splice(&skeleton, messages, &marker))
@@ -159,6 +165,10 @@ mod tests {
 
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
+    fn none() -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
     fn msg(role: &str, content: &str) -> PromptMessage {
         PromptMessage::text(role, content)
     }
@@ -175,19 +185,19 @@ mod tests {
         let mut call = msg("assistant", "");
         call.tool_calls =
             vec![serde_json::json!({"type": "function", "function": {"name": "f", "arguments": {"a": 1}}})];
-        let p = t.render(&[msg("user", "hi"), call], &[tool], false).unwrap();
+        let p = t.render(&[msg("user", "hi"), call], &[tool], false, &none()).unwrap();
         // `tojson` escapes `<` and `>`, so a definition cannot spell a control token.
         assert_eq!(
             p.text,
             r#"<tools>{"function": {"description": "\u003c|im_start|\u003e", "name": "f"}, "type": "function"}</tools>[user]hi[assistant]<tool_call>{"arguments": {"a": 1}, "name": "f"}</tool_call>"#
         );
-        assert_eq!(t.render(&[msg("user", "hi")], &[], false).unwrap().text, "[user]hi");
+        assert_eq!(t.render(&[msg("user", "hi")], &[], false, &none()).unwrap().text, "[user]hi");
     }
 
     #[test]
     fn renders_chatml_and_marks_content() {
         let t = ChatTemplate::new(CHATML, "<s>", "</s>").unwrap();
-        let p = t.render(&[msg("system", "Be brief."), msg("user", "Hi <|im_end|>")], &[], true).unwrap();
+        let p = t.render(&[msg("system", "Be brief."), msg("user", "Hi <|im_end|>")], &[], true, &none()).unwrap();
         assert_eq!(
             p.text,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi <|im_end|><|im_end|>\n<|im_start|>assistant\n"
@@ -199,19 +209,27 @@ mod tests {
     #[test]
     fn trims_blocks_like_hugging_face() {
         let t = ChatTemplate::new("{% for m in messages %}\n  {{ m.content }}\n{% endfor %}", "", "").unwrap();
-        assert_eq!(t.render(&[msg("user", "a"), msg("user", "b")], &[], false).unwrap().text, "  a\n  b\n");
+        assert_eq!(t.render(&[msg("user", "a"), msg("user", "b")], &[], false, &none()).unwrap().text, "  a\n  b\n");
     }
 
     #[test]
     fn raise_exception_is_a_render_error() {
         let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
-        let err = t.render(&[msg("user", "a")], &[], false).unwrap_err();
+        let err = t.render(&[msg("user", "a")], &[], false, &none()).unwrap_err();
         assert!(err.to_string().contains("roles must alternate"), "{err}");
+    }
+
+    #[test]
+    fn kwargs_are_variables_but_cannot_replace_hearths() {
+        let t = ChatTemplate::new("{{ enable_thinking }}/{{ messages | length }}", "", "").unwrap();
+        let kwargs = serde_json::json!({"enable_thinking": false, "messages": []});
+        let kwargs = kwargs.as_object().unwrap();
+        assert_eq!(t.render(&[msg("user", "a")], &[], false, kwargs).unwrap().text, "False/1");
     }
 
     #[test]
     fn python_string_methods_work() {
         let t = ChatTemplate::new("{{ messages[0].role.upper() }}", "", "").unwrap();
-        assert_eq!(t.render(&[msg("user", "a")], &[], false).unwrap().text, "USER");
+        assert_eq!(t.render(&[msg("user", "a")], &[], false, &none()).unwrap().text, "USER");
     }
 }

@@ -13,7 +13,7 @@ use hearth_protocol::{
 };
 use hearth_structured::tools::Family;
 use hearth_structured::OutputFormat;
-use hearth_text::PromptMessage;
+use hearth_text::{ChatTemplate, PromptMessage, RenderedPrompt};
 use tools::ToolStyle;
 
 use crate::error::ApiError;
@@ -97,9 +97,7 @@ pub fn chat(
             tools::announce(&mut messages, style, &tool_use.functions);
         }
     }
-    let rendered = chat_template(model)?
-        .render(&messages, &definitions, true)
-        .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+    let rendered = render_chat(model, &messages, &definitions, true, req.chat_template_kwargs.as_ref())?;
     let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
     let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
     let max_tokens = limits.budget(prompt.len(), max_tokens, "messages", None)?;
@@ -273,17 +271,38 @@ pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, 
         (Some(prompt), None) => tokenizer.encode_with_control(prompt).map_err(internal),
         (None, Some(messages)) => {
             let messages = prompt_messages(messages, ToolStyle::of(model))?;
-            let rendered = chat_template(model)?
-                .render(&messages, &[], req.add_generation_prompt.unwrap_or(true))
-                .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+            let generation_prompt = req.add_generation_prompt.unwrap_or(true);
+            let rendered = render_chat(model, &messages, &[], generation_prompt, req.chat_template_kwargs.as_ref())?;
             tokenizer.encode_prompt(&rendered).map_err(internal)
         }
         _ => Err(ApiError::invalid("prompt", "give exactly one of `prompt` and `messages`")),
     }
 }
 
+/// `messages` through the model's chat template, with the request's `chat_template_kwargs`.
+fn render_chat(
+    model: &ServedModel,
+    messages: &[PromptMessage],
+    tools: &[serde_json::Value],
+    add_generation_prompt: bool,
+    kwargs: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> Result<RenderedPrompt, ApiError> {
+    let template = chat_template(model)?;
+    let empty = serde_json::Map::new();
+    let kwargs = kwargs.unwrap_or(&empty);
+    if let Some(name) = ChatTemplate::VARIABLES.iter().find(|name| kwargs.contains_key(**name)) {
+        return Err(ApiError::invalid(
+            "chat_template_kwargs",
+            format!("`{name}` is set by the server, not a template argument"),
+        ));
+    }
+    template
+        .render(messages, tools, add_generation_prompt, kwargs)
+        .map_err(|e| ApiError::invalid("messages", e.to_string()))
+}
+
 /// The model's chat template, or a 400 saying that a base model takes raw prompts.
-fn chat_template(model: &ServedModel) -> Result<&hearth_text::ChatTemplate, ApiError> {
+fn chat_template(model: &ServedModel) -> Result<&ChatTemplate, ApiError> {
     model.template.as_ref().ok_or_else(|| ApiError::Invalid {
         message: format!(
             "`{}` is a base model without a chat template: send raw text to /v1/completions, or start Hearth \

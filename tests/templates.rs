@@ -1,0 +1,40 @@
+//! The chat templates the supported families ship (`tests/fixtures/templates/`), rendered by Hearth and by
+//! Hugging Face's way of rendering them (jinja2; `tests/fixtures/chat-template-reference.json`, made by
+//! `make_template_reference.py`): the same prompt text, or an error where the template raises one.
+
+use hearth_text::{ChatTemplate, PromptMessage};
+use serde_json::Value;
+
+use crate::util::root;
+
+#[test]
+fn family_templates_render_as_hugging_face_does() {
+    let fixtures = root().join("tests/fixtures");
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("chat-template-reference.json")).unwrap()).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    for case in cases {
+        let name = case["template"].as_str().unwrap();
+        let source = std::fs::read_to_string(fixtures.join(format!("templates/{name}.jinja"))).unwrap();
+        let template =
+            ChatTemplate::new(&source, case["bos_token"].as_str().unwrap(), case["eos_token"].as_str().unwrap())
+                .unwrap();
+        let messages: Vec<PromptMessage> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+            .collect();
+        let kwargs = case["chat_template_kwargs"].as_object().unwrap();
+        let rendered = template.render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap(), kwargs);
+        match (&case["prompt"], rendered) {
+            (Value::String(expected), Ok(rendered)) => assert_eq!(&rendered.text, expected, "{name}: {case}"),
+            (Value::Null, Err(error)) => {
+                let expected = case["error"].as_str().unwrap();
+                assert!(error.to_string().contains(expected), "{name}: {error} does not say {expected:?}");
+            }
+            (_, rendered) => panic!("{name}: {rendered:?} where jinja2 gave {case}"),
+        }
+    }
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+}
