@@ -3,6 +3,7 @@
 //! llama.cpp's greedy continuation, with llama.cpp's top-5 log-probabilities at every step
 //! (`tests/fixtures/family-reference.json`, made by `make_family_reference.py`).
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use hearth_models::ops::log_sum_exp;
@@ -37,11 +38,9 @@ fn teacher_forced(model: &dyn hearth_models::CausalLm, prompt: &[u32], forced: &
     rows
 }
 
-#[test]
-fn every_family_gives_llama_cpps_log_probabilities() {
-    init();
-    let reference = reference();
-    let dir = std::env::temp_dir().join(format!("hearth-families-{}", std::process::id()));
+/// Writes every family's file into a fresh directory named after `test`.
+fn write_families(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hearth-{test}-{}", std::process::id()));
     let status = Command::new(python())
         .arg(root().join("tests/fixtures/family_models.py"))
         .arg(&dir)
@@ -49,6 +48,14 @@ fn every_family_gives_llama_cpps_log_probabilities() {
         .status()
         .unwrap();
     assert!(status.success(), "family_models.py failed");
+    dir
+}
+
+#[test]
+fn every_family_gives_llama_cpps_log_probabilities() {
+    init();
+    let reference = reference();
+    let dir = write_families("families");
     let ids = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect::<Vec<_>>();
     let prompt = ids(&reference["prompt"]);
     let banned = reference["banned_from"].as_u64().unwrap() as usize;
@@ -84,4 +91,39 @@ fn every_family_gives_llama_cpps_log_probabilities() {
         assert!(worst.0 <= TOLERANCE, "{family}: {}", worst.1);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Gemma 3's sliding-window layers (a window of 5 positions) in the paged pool: a prompt prefilled in
+/// chunks, or after a shared prefix whose blocks another sequence wrote (a prefix-cache hit; a preempted
+/// sequence is recomputed the same way), gives exactly the logits of one whole prefill.
+#[test]
+fn window_layers_read_the_same_positions_however_the_prompt_arrives() {
+    init();
+    let dir = write_families("window");
+    let model =
+        hearth_models::load(&GgufFile::open(&dir.join("gemma3.gguf")).unwrap(), WeightFormat::AsStored).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let prompt: Vec<u32> = (0..45).map(|i| (i * 37 % 250) as u32).collect();
+    let mut pool = model.new_pool(16, 12);
+    let whole_blocks = [0, 1, 2];
+    let whole = |pool: &mut _| {
+        let step = SeqStep { tokens: &prompt, start: 0, blocks: &whole_blocks, want_logits: true };
+        model.forward(pool, &[step]).unwrap().remove(0)
+    };
+    let expected = whole(&mut pool);
+
+    // The same prompt in chunks of 7 positions, into other blocks.
+    let chunked_blocks = [3, 4, 5];
+    let mut logits = Vec::new();
+    for start in (0..prompt.len()).step_by(7) {
+        let tokens = &prompt[start..(start + 7).min(prompt.len())];
+        let step = SeqStep { tokens, start, blocks: &chunked_blocks, want_logits: start + 7 >= prompt.len() };
+        logits = model.forward(&mut pool, &[step]).unwrap().remove(0);
+    }
+    assert_eq!(logits, expected, "chunked prefill");
+
+    // A second sequence reusing the first one's two full blocks: only positions 32.. are computed.
+    let shared_blocks = [0, 1, 6];
+    let step = SeqStep { tokens: &prompt[32..], start: 32, blocks: &shared_blocks, want_logits: true };
+    assert_eq!(model.forward(&mut pool, &[step]).unwrap().remove(0), expected, "after a shared prefix");
 }
