@@ -142,12 +142,11 @@ impl<'a> Loader<'a> {
     /// The whole model: every block with the family's attention `parts` (and, with `parts.post_norm`,
     /// a norm after the feed-forward network too), the embeddings, the final norm and the head.
     pub fn build(&self, config: Config, parts: AttentionParts) -> Result<Transformer, ModelError> {
-        let blocks = (0..self.layers()?)
-            .map(|i| {
-                let attention = self.attention(i, parts, config.heads)?;
-                Ok(Block { attention, ffn: self.feed_forward(i, parts.post_norm)? })
-            })
-            .collect::<Result<Vec<_>, ModelError>>()?;
+        let block = |i: usize| -> Result<Block, ModelError> {
+            let attention = self.attention(i, parts, config.heads)?;
+            Ok(Block { attention, ffn: self.feed_forward(i, parts.post_norm)? })
+        };
+        let blocks = in_parallel(self.layers()?, block)?;
         Transformer::new(config, self.embedding_and_head()?, blocks, self.norm("output_norm.weight")?)
     }
 
@@ -228,4 +227,24 @@ impl<'a> Loader<'a> {
             post_norm: if post_norm { Some(self.norm(&t("post_ffw_norm"))?) } else { None },
         })
     }
+}
+
+/// `load(0..count)`, spread over one thread per inference thread (reading is serial, but converting and
+/// repacking blocks is not), in order; the first error wins.
+fn in_parallel<T: Send>(
+    count: usize,
+    load: impl Fn(usize) -> Result<T, ModelError> + Sync,
+) -> Result<Vec<T>, ModelError> {
+    let threads = crate::parallel::inference_threads().clamp(1, count.max(1));
+    let mut loaded: Vec<(usize, Result<T, ModelError>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let load = &load;
+                scope.spawn(move || (t..count).step_by(threads).map(|i| (i, load(i))).collect::<Vec<_>>())
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    loaded.sort_by_key(|(i, _)| *i);
+    loaded.into_iter().map(|(_, block)| block).collect()
 }
