@@ -3,10 +3,9 @@
 
 use hearth_models::{CausalLm, SeqStep, WeightFormat};
 use hearth_server::model;
-use hearth_text::PromptMessage;
 use serde_json::Value;
 
-use crate::util::{default_model, init, root};
+use crate::util::{default_model, init, root, text_messages};
 
 fn reference() -> Value {
     let path = root().join("tests/fixtures/smollm2-reference.json");
@@ -44,12 +43,7 @@ fn tokenizer_matches_llama_cpp() {
 fn chat_template_renders_like_llama_cpp() {
     let (served, _) = load(WeightFormat::AsStored);
     for case in reference()["chat_template"].as_array().unwrap() {
-        let messages: Vec<PromptMessage> = case["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
-            .collect();
+        let messages = text_messages(&case["messages"]);
         let rendered = served
             .template
             .as_ref()

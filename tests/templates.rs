@@ -2,10 +2,10 @@
 //! Hugging Face's way of rendering them (jinja2; `tests/fixtures/chat-template-reference.json`, made by
 //! `make_template_reference.py`): the same prompt text, or an error where the template raises one.
 
-use hearth_text::{ChatTemplate, PromptMessage};
+use hearth_text::ChatTemplate;
 use serde_json::Value;
 
-use crate::util::root;
+use crate::util::{root, text_messages};
 
 #[test]
 fn family_templates_render_as_hugging_face_does() {
@@ -19,12 +19,7 @@ fn family_templates_render_as_hugging_face_does() {
         let template =
             ChatTemplate::new(&source, case["bos_token"].as_str().unwrap(), case["eos_token"].as_str().unwrap())
                 .unwrap();
-        let messages: Vec<PromptMessage> = case["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
-            .collect();
+        let messages = text_messages(&case["messages"]);
         let kwargs = case["chat_template_kwargs"].as_object().unwrap();
         let rendered = template.render(&messages, &[], case["add_generation_prompt"].as_bool().unwrap(), kwargs);
         match (&case["prompt"], rendered) {

@@ -255,3 +255,11 @@ fn listening_url(line: &str) -> Option<String> {
     let url = message.strip_prefix("serving ")?.split_once(" on ")?.1;
     Some(url.trim_end_matches("/v1").to_string())
 }
+
+/// A fixture's `[{"role", "content"}]` as template messages.
+pub fn text_messages(messages: &serde_json::Value) -> Vec<hearth_text::PromptMessage> {
+    let text = |m: &serde_json::Value| {
+        hearth_text::PromptMessage::text(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())
+    };
+    messages.as_array().unwrap().iter().map(text).collect()
+}

@@ -5,15 +5,7 @@ use crate::parallel::{for_chunks, DisjointWrites};
 
 /// `silu(gate) * up`, elementwise, into `gate`; split over the inference threads when large.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
-    /// Values per work item: enough to outweigh a thread hand-off.
-    const CHUNK: usize = 4096;
-    let n = gate.len().min(up.len());
-    let cells = DisjointWrites::new(gate);
-    for_chunks(n.div_ceil(CHUNK), |chunks| {
-        let values = chunks.start * CHUNK..(chunks.end * CHUNK).min(n);
-        // SAFETY: chunks are split between threads, so only this one writes `values`.
-        let gate = unsafe { cells.slice(values.clone()) };
-        let up = &up[values];
+    gated(gate, up, |gate, up| {
         #[cfg(target_arch = "x86_64")]
         if Isa::detect().avx2() {
             // SAFETY: the CPU has AVX2 and FMA.
@@ -26,6 +18,18 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 /// `gelu(gate) * up` with GELU's tanh approximation (Gemma's gated FFN), elementwise, into `gate`; split
 /// over the inference threads when large.
 pub fn gelu_glu(gate: &mut [f32], up: &[f32]) {
+    gated(gate, up, |gate, up| {
+        #[cfg(target_arch = "x86_64")]
+        if Isa::detect().avx2() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { gelu_glu_avx2(gate, up) };
+        }
+        gelu_glu_body(gate, up);
+    });
+}
+
+/// Runs `kernel` over matching chunks of `gate` and `up` on the inference threads.
+fn gated(gate: &mut [f32], up: &[f32], kernel: impl Fn(&mut [f32], &[f32]) + Sync) {
     /// Values per work item: enough to outweigh a thread hand-off.
     const CHUNK: usize = 4096;
     let n = gate.len().min(up.len());
@@ -34,13 +38,7 @@ pub fn gelu_glu(gate: &mut [f32], up: &[f32]) {
         let values = chunks.start * CHUNK..(chunks.end * CHUNK).min(n);
         // SAFETY: chunks are split between threads, so only this one writes `values`.
         let gate = unsafe { cells.slice(values.clone()) };
-        let up = &up[values];
-        #[cfg(target_arch = "x86_64")]
-        if Isa::detect().avx2() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { gelu_glu_avx2(gate, up) };
-        }
-        gelu_glu_body(gate, up);
+        kernel(gate, &up[values]);
     });
 }
 
