@@ -20,6 +20,7 @@ pub mod embedding;
 mod special;
 mod spm;
 pub mod stop;
+mod strftime;
 pub mod template;
 pub mod tokenizer;
 

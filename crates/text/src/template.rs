@@ -1,5 +1,6 @@
 //! The model's chat template (Jinja, from `tokenizer.chat_template`), rendered with minijinja the way
-//! Hugging Face renders it: `trim_blocks` + `lstrip_blocks`, Python string methods, `raise_exception`.
+//! Hugging Face renders it: `trim_blocks` + `lstrip_blocks`, Python string methods, `raise_exception`,
+//! `strftime_now` (in UTC).
 //!
 //! Message content is rendered as a unique marker first and spliced in afterwards, so the result knows
 //! exactly which byte ranges came from users. [`crate::Tokenizer::encode_prompt`] uses those ranges to keep
@@ -82,6 +83,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
         });
+        env.add_function("strftime_now", |format: String| crate::strftime::strftime_now(&format));
         env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(compile)?;
         Ok(Self { env, source: source.to_string(), bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
