@@ -28,6 +28,11 @@ impl Linear {
         self.weight.rows()
     }
 
+    /// Width of an input row.
+    pub fn in_dim(&self) -> usize {
+        self.weight.cols()
+    }
+
     /// Bytes of weight data.
     pub fn bytes(&self) -> usize {
         self.weight.bytes()
@@ -81,6 +86,16 @@ impl Projections {
             )));
         }
         Ok(Self { runs: vec![(matrix.repack(), widths)] })
+    }
+
+    /// The output width of each part, in order.
+    pub fn widths(&self) -> Vec<usize> {
+        self.runs.iter().flat_map(|(_, widths)| widths.iter().copied()).collect()
+    }
+
+    /// The input widths of the parts' matrices, one per stacked run.
+    pub fn in_dims(&self) -> Vec<usize> {
+        self.runs.iter().map(|(m, _)| m.cols()).collect()
     }
 
     /// Bytes of weight data.

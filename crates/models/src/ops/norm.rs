@@ -15,6 +15,11 @@ impl RmsNorm {
         Self { weight, eps }
     }
 
+    /// Width of the rows it normalises.
+    pub fn width(&self) -> usize {
+        self.weight.len()
+    }
+
     /// Bytes of weight data.
     pub fn bytes(&self) -> usize {
         self.weight.len() * 4

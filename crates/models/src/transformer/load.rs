@@ -60,9 +60,13 @@ impl<'a> Loader<'a> {
         self.file.float(&self.key(name)).unwrap_or(default)
     }
 
-    /// Transformer blocks.
+    /// Transformer blocks (each has tensors of its own, so never more than the file's tensors).
     pub fn layers(&self) -> Result<usize, ModelError> {
-        self.uint("block_count")
+        let layers = self.uint("block_count")?;
+        if layers > self.file.tensor_infos().count() {
+            return Err(ModelError::Invalid(format!("{} block count {layers} exceeds the file's tensors", self.arch)));
+        }
+        Ok(layers)
     }
 
     /// Embedding width.
@@ -90,9 +94,17 @@ impl<'a> Loader<'a> {
         self.float_or("attention.layer_norm_rms_epsilon", 1e-5)
     }
 
-    /// The model's context length.
+    /// The model's context length (at most 2^24 positions: the RoPE table is built for all of them).
     pub fn context_length(&self) -> Result<usize, ModelError> {
-        self.uint("context_length")
+        const LONGEST: usize = 1 << 24;
+        match self.uint("context_length")? {
+            0 => Err(ModelError::Invalid(format!("{} context length is 0", self.arch))),
+            n if n > LONGEST => Err(ModelError::Unsupported(format!(
+                "{} context length {n} (Hearth serves at most {LONGEST} positions)",
+                self.arch
+            ))),
+            n => Ok(n),
+        }
     }
 
     /// Rotary embedding as the metadata describes it: base, rotated dimensions, linear scaling, the
@@ -230,7 +242,8 @@ impl<'a> Loader<'a> {
 }
 
 /// `load(0..count)`, spread over one thread per inference thread (reading is serial, but converting and
-/// repacking blocks is not), in order; the first error wins.
+/// repacking blocks is not), in order; a thread stops at its first error, and the first error by index
+/// wins.
 fn in_parallel<T: Send>(
     count: usize,
     load: impl Fn(usize) -> Result<T, ModelError> + Sync,
@@ -240,7 +253,18 @@ fn in_parallel<T: Send>(
         let workers: Vec<_> = (0..threads)
             .map(|t| {
                 let load = &load;
-                scope.spawn(move || (t..count).step_by(threads).map(|i| (i, load(i))).collect::<Vec<_>>())
+                scope.spawn(move || {
+                    let mut loaded = Vec::new();
+                    for i in (t..count).step_by(threads) {
+                        let part = load(i);
+                        let failed = part.is_err();
+                        loaded.push((i, part));
+                        if failed {
+                            break;
+                        }
+                    }
+                    loaded
+                })
             })
             .collect();
         workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()

@@ -129,10 +129,11 @@ impl Transformer {
             )));
         }
         if let Some(window) = &config.window {
-            if window.layers.len() != blocks.len() {
+            if window.layers.len() != blocks.len() || window.size == 0 {
                 return Err(ModelError::Invalid("sliding-window pattern does not match the layers".into()));
             }
         }
+        check_shapes(&config, &blocks, &norm, &head)?;
         let rope = Rope::new(&config.rope, config.context_length);
         let window_rope =
             config.window.as_ref().filter(|w| w.rope != config.rope).map(|w| Rope::new(&w.rope, config.context_length));
@@ -306,6 +307,54 @@ impl CausalLm for Transformer {
             .map(|s| if s.want_logits { rows.next().map(<[f32]>::to_vec).unwrap_or_default() } else { Vec::new() })
             .collect())
     }
+}
+
+/// Every part's shape against the config, so that a file whose metadata and tensors disagree is an error
+/// at load rather than an out-of-bounds slice in the first forward pass.
+fn check_shapes(config: &Config, blocks: &[Block], norm: &RmsNorm, head: &Linear) -> Result<(), ModelError> {
+    let heads = config.heads;
+    let (dim, q_dim, kv_dim) = (config.dim, heads.q_dim(), heads.kv_dim());
+    let rope_ok = |rope: &RopeSpec| {
+        rope.rotary_dim.is_multiple_of(2)
+            && rope.rotary_dim <= heads.head_dim
+            && rope.factors.as_ref().is_none_or(|f| f.len() >= rope.rotary_dim / 2)
+    };
+    if !rope_ok(&config.rope) || !config.window.as_ref().is_none_or(|w| rope_ok(&w.rope)) {
+        return Err(ModelError::Invalid(format!("rotary embedding does not fit heads of width {}", heads.head_dim)));
+    }
+    let mismatch = |what: String| Err(ModelError::Invalid(format!("{what} does not match the model's metadata")));
+    if norm.width() != dim || head.in_dim() != dim {
+        return mismatch("output_norm or the output head".into());
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        let (attention, ffn) = (&block.attention, &block.ffn);
+        let norms = [Some(&attention.norm), attention.post_norm.as_ref(), Some(&ffn.norm), ffn.post_norm.as_ref()];
+        if norms.iter().flatten().any(|n| n.width() != dim) {
+            return mismatch(format!("a norm of block {i}"));
+        }
+        let dims_are = |dims: Vec<usize>, want: usize| dims.iter().all(|&d| d == want);
+        if attention.qkv.widths() != [q_dim, kv_dim, kv_dim] || !dims_are(attention.qkv.in_dims(), dim) {
+            return mismatch(format!("Q/K/V of block {i}"));
+        }
+        let biases_fit = attention
+            .biases
+            .as_ref()
+            .is_none_or(|[q, k, v]| q.len() == q_dim && k.len() == kv_dim && v.len() == kv_dim);
+        let qk_norms_fit =
+            attention.qk_norms.as_ref().is_none_or(|norms| norms.iter().all(|n| n.width() == heads.head_dim));
+        if !biases_fit || !qk_norms_fit || attention.output.in_dim() != q_dim || attention.output.out_dim() != dim {
+            return mismatch(format!("the attention biases, Q/K norms or output of block {i}"));
+        }
+        let widths = ffn.gate_up.widths();
+        let hidden = widths.first().copied().unwrap_or(0);
+        if widths != [hidden, hidden] || !dims_are(ffn.gate_up.in_dims(), dim) {
+            return mismatch(format!("the gate/up projections of block {i}"));
+        }
+        if ffn.down.in_dim() != hidden || ffn.down.out_dim() != dim {
+            return mismatch(format!("the down projection of block {i}"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
