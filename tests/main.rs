@@ -7,6 +7,7 @@
 //!   `tests/fixtures/gemma3-reference.json`, and over HTTP.
 //! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
 //! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
+//! - `model_files`: damaged GGUF files (bit flips, extreme sizes, truncation) are load errors, never crashes.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
 //! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.
@@ -23,6 +24,7 @@ mod families;
 mod gemma;
 mod http;
 mod kv;
+mod model_files;
 mod operations;
 mod reference;
 mod sdk;
