@@ -5,6 +5,9 @@
 //! then every word's bytes are written as GPT-2's printable characters and merged by rank. The regexes
 //! are the ones llama.cpp runs for each name; an unknown name is an error rather than a guess, because a
 //! wrong split silently changes every prompt.
+//!
+//! A long text is encoded in chunks ([`cut`]) so that the `tokenizers` library's bookkeeping, many bytes
+//! per byte of text, stays small, and so that a caller can stop once it has seen enough tokens.
 
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -133,6 +136,18 @@ impl ByteLevelBpe {
     }
 }
 
+/// The first place at or after byte `from` where `text` can be cut without changing its tokens: between an
+/// ASCII letter and a space; `None` if there is none.
+///
+/// Every supported split puts a word boundary there: no pattern matches a letter followed by a space (a
+/// space only leads a word, and whitespace runs hold no letters), the patterns look ahead at most one
+/// character and never behind, and a space is always the start of the next match. So the matches on
+/// either side are the matches of the whole text, and BPE never merges across a match.
+pub(crate) fn cut(text: &str, from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    (from.max(1)..bytes.len()).find(|&i| bytes[i] == b' ' && bytes[i - 1].is_ascii_alphabetic())
+}
+
 fn library(e: tokenizers::Error) -> TokenizerError {
     TokenizerError::Library(e.to_string())
 }
@@ -185,6 +200,40 @@ mod tests {
         assert!(llama3.ignore_merges && llama3.default_add_bos);
         let qwen2 = PreTokenizer::from_name(Some("qwen2")).unwrap();
         assert!(!qwen2.ignore_merges && !qwen2.default_add_bos);
+    }
+
+    /// A vocabulary of the 256 byte characters and a few merges, split by `pre`.
+    fn tiny(pre: &str) -> ByteLevelBpe {
+        let mut tokens: Vec<String> = (0..=255u8).map(|b| to_char(b).to_string()).collect();
+        tokens.extend(["Ġa", "Ġab", "ab"].map(String::from));
+        let merges = ["Ġ a", "Ġa b", "a b"].map(String::from);
+        ByteLevelBpe::new(&tokens, &merges, PreTokenizer::from_name(Some(pre)).unwrap()).unwrap()
+    }
+
+    fn to_char(b: u8) -> char {
+        if printable(b) {
+            return char::from(b);
+        }
+        char::from_u32(256 + (0..b).filter(|&x| !printable(x)).count() as u32).unwrap()
+    }
+
+    #[test]
+    fn cutting_between_a_letter_and_a_space_keeps_every_token() {
+        let text = "ab ab  ab\n ab's 123 ab, ab\t\tab!! x  \n\n y zz'll 9 ab\r\nab   ";
+        assert_eq!(cut(text, 0), Some(2));
+        assert_eq!(cut("a", 0), None);
+        for pre in SUPPORTED_PRE {
+            let bpe = tiny(pre);
+            let mut whole = Vec::new();
+            bpe.encode(text, &mut whole).unwrap();
+            let (mut pieces, mut start) = (Vec::new(), 0);
+            while let Some(end) = cut(text, start + 1) {
+                bpe.encode(&text[start..end], &mut pieces).unwrap();
+                start = end;
+            }
+            bpe.encode(&text[start..], &mut pieces).unwrap();
+            assert_eq!(pieces, whole, "{pre}");
+        }
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! come up. A symbol that is no vocabulary entry in the end (a character the vocabulary lacks) becomes
 //! one `<0xNN>` byte token per UTF-8 byte, or the unknown token where the vocabulary has no byte tokens.
 //! The queue makes this O(n log n) in the characters of the text, so 100k-token prompts stay cheap.
+//!
+//! A long text is encoded in chunks ([`Spm::cut`]): after a character that ends every vocabulary entry it
+//! appears in, no merge can ever join what comes before with what comes after, so the two halves encode
+//! to exactly the tokens of the whole.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// The SentencePiece vocabulary: what merges may form and how much each is worth.
 #[derive(Debug, Clone)]
@@ -20,6 +24,9 @@ pub(crate) struct Spm {
     byte_ids: Vec<Option<u32>>,
     /// What a byte with no token becomes.
     unknown: Option<u32>,
+    /// Characters that some vocabulary entry has before its last character: a merge may join them to
+    /// what follows, so text is never cut right after one.
+    joinable: HashSet<char>,
 }
 
 /// One symbol: a byte range of the text, linked to its live neighbours.
@@ -71,7 +78,23 @@ impl Spm {
                 ids.get(&format!("<0x{b:02X}>")).or_else(|| ids.get(&ascii?)).copied()
             })
             .collect();
-        Self { scores, byte_ids, unknown }
+        let mut joinable = HashSet::new();
+        for text in ids.keys() {
+            let mut chars = text.chars();
+            chars.next_back();
+            joinable.extend(chars);
+        }
+        Self { scores, byte_ids, unknown, joinable }
+    }
+
+    /// The first place at or after byte `from` where `text` (spaces not yet escaped) can be cut without
+    /// changing its tokens: right after a character no merge joins to the next; `None` if there is none.
+    pub fn cut(&self, text: &str, from: usize) -> Option<usize> {
+        let from = (from..text.len()).find(|&i| text.is_char_boundary(i))?;
+        text[from..].char_indices().map(|(i, c)| (from + i + c.len_utf8(), c)).find_map(|(end, c)| {
+            let escaped = if c == ' ' { '\u{2581}' } else { c };
+            (end < text.len() && !self.joinable.contains(&escaped)).then_some(end)
+        })
     }
 
     /// Appends the ids of `text`, whose spaces are already escaped as "▁", to `out`.
@@ -177,6 +200,28 @@ mod tests {
         // Without byte tokens every byte of a missing character is the unknown token.
         assert_eq!(encode(&[("<unk>", 0.0), ("a", 0.0)], Some(0), "éa"), [0, 0, 1]);
         assert_eq!(encode(&[("<unk>", 0.0), ("a", 0.0)], None, "éa"), [1]);
+    }
+
+    #[test]
+    fn cuts_only_after_characters_that_end_every_entry_and_keep_the_tokens() {
+        let entries = [("a", 0.0), ("b", 0.0), ("\n", 0.0), ("▁", 0.0), ("ab", -1.0), ("▁a", -0.5), ("b▁", -2.0)];
+        let (ids, scores) = vocab(&entries);
+        let spm = Spm::new(&ids, scores, None);
+        // `a` and `▁` start entries, `b` ends `ab` but starts `b▁`; only `\n` ends everything it is in.
+        assert_eq!(spm.cut("ab ab\nab", 0), Some(6));
+        assert_eq!(spm.cut("ab ab\nab", 7), None);
+        assert_eq!(spm.cut("ab\n", 0), None, "no cut at the very end");
+        let text = "ab a\nb\n\nab ba\n";
+        let escaped = |t: &str| t.replace(' ', "▁");
+        let mut whole = Vec::new();
+        spm.encode(&ids, &escaped(text), &mut whole);
+        let (mut pieces, mut start) = (Vec::new(), 0);
+        while let Some(end) = spm.cut(text, start + 1) {
+            spm.encode(&ids, &escaped(&text[start..end]), &mut pieces);
+            start = end;
+        }
+        spm.encode(&ids, &escaped(&text[start..]), &mut pieces);
+        assert_eq!(pieces, whole);
     }
 
     #[test]

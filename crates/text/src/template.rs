@@ -115,13 +115,17 @@ impl ChatTemplate {
         kwargs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<RenderedPrompt, TemplateError> {
         let nonce = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        let marker = |i: usize| format!("\u{E000}{nonce:016x}:{i}\u{E001}");
+        let prefix = format!("\u{E000}{nonce:016x}:");
+        let marker = |i: usize| format!("{prefix}{i}\u{E001}");
+        // Content never reaches the template, nor is it copied for it: only `splice` writes it, once.
         let masked: Vec<PromptMessage> = messages
             .iter()
             .enumerate()
             .map(|(i, m)| PromptMessage {
+                role: m.role.clone(),
                 content: if m.content.is_empty() { String::new() } else { marker(i) },
-                ..m.clone()
+                tool_calls: m.tool_calls.clone(),
+                tool_call_id: m.tool_call_id.clone(),
             })
             .collect();
         let template = self.env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Compile(e.to_string()))?;
@@ -136,26 +140,31 @@ impl ChatTemplate {
                 ..minijinja::Value::from(minijinja::value::Serde(kwargs))
             })
             .map_err(|e| TemplateError::Render(e.to_string()))?;
-        Ok(splice(&skeleton, messages, &marker))
+        Ok(splice(&skeleton, messages, &prefix))
     }
 }
 
-/// Replaces every marker in `skeleton` with its message's content, recording where each landed.
-fn splice(skeleton: &str, messages: &[PromptMessage], marker: &dyn Fn(usize) -> String) -> RenderedPrompt {
+/// Replaces every marker in `skeleton` (`prefix`, a message index, U+E001) with its message's content,
+/// recording where each landed.
+fn splice(skeleton: &str, messages: &[PromptMessage], prefix: &str) -> RenderedPrompt {
     let mut text = String::with_capacity(skeleton.len() + messages.iter().map(|m| m.content.len()).sum::<usize>());
     let mut content_spans = Vec::new();
     let mut rest = skeleton;
-    while let Some(start) = rest.find('\u{E000}') {
-        let found = messages.iter().enumerate().find(|(i, _)| rest[start..].starts_with(&marker(*i)));
-        let Some((i, message)) = found else {
-            text.push_str(&rest[..start + '\u{E000}'.len_utf8()]);
-            rest = &rest[start + '\u{E000}'.len_utf8()..];
+    while let Some(start) = rest.find(prefix) {
+        let after = &rest[start + prefix.len()..];
+        let marked = after.split_once('\u{E001}').and_then(|(digits, tail)| {
+            let index = digits.parse::<usize>().ok().filter(|_| digits.bytes().all(|b| b.is_ascii_digit()))?;
+            Some((messages.get(index)?, tail))
+        });
+        let Some((message, tail)) = marked else {
+            text.push_str(&rest[..start + prefix.len()]);
+            rest = after;
             continue;
         };
         text.push_str(&rest[..start]);
         content_spans.push(text.len()..text.len() + message.content.len());
         text.push_str(&message.content);
-        rest = &rest[start + marker(i).len()..];
+        rest = tail;
     }
     text.push_str(rest);
     RenderedPrompt { text, content_spans }

@@ -5,6 +5,11 @@
 //! vocabulary's own algorithm: SentencePiece ([`crate::spm`], `llama`) or byte-level BPE
 //! ([`crate::bpe`], `gpt2`). Decoding concatenates each token's bytes ([`Tokenizer::token_bytes`]),
 //! skipping control tokens, which is what llama-server sends for generated tokens.
+//!
+//! Work stays in proportion to what a caller can use: the `*_within` encoders take a token limit, refuse a
+//! text whose length in bytes already proves it longer (no token stands for more than the vocabulary's
+//! longest entry), and otherwise encode in chunks of about [`CHUNK_BYTES`], cut where the algorithm
+//! would split anyway, stopping as soon as the tokens pass the limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +18,9 @@ use crate::bpe::{self, ByteLevelBpe, PreTokenizer};
 use crate::special::{Control, Piece, Special, Specials};
 use crate::spm::Spm;
 use crate::template::RenderedPrompt;
+
+/// About how much text is encoded at once; a chunk ends at the first cut that keeps the tokens after this.
+const CHUNK_BYTES: usize = 8 * 1024;
 
 /// GGUF `tokenizer.ggml.token_type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +105,20 @@ pub enum TokenizerError {
     /// The `tokenizers` library failed.
     #[error("tokenizer: {0}")]
     Library(String),
+    /// The text has more tokens than the caller's limit; encoding stopped there.
+    #[error("the text has at least {at_least} tokens, more than the limit of {limit}")]
+    TooLong {
+        /// The caller's limit.
+        limit: usize,
+        /// How many tokens the text has at least.
+        at_least: usize,
+    },
+    /// The text has a stretch longer than `max` bytes that cannot be cut where the tokenizer splits.
+    #[error("the text has more than {max} bytes without a place to split it (whitespace or punctuation)")]
+    Uncut {
+        /// The longest stretch encoded at once.
+        max: usize,
+    },
 }
 
 /// Token texts that end generation, and that llama.cpp therefore treats as control tokens whatever
@@ -138,6 +160,11 @@ struct Inner {
     add_bos: bool,
     add_eos: bool,
     end_of_generation: Vec<u32>,
+    /// The most bytes of text one token stands for.
+    longest: usize,
+    /// Whether every byte of text ends up in some token, so that `len / longest` bounds the count from
+    /// below; not when a special token strips the whitespace around it.
+    bytes_bound_tokens: bool,
 }
 
 /// The vocabulary's own algorithm, run on text between special tokens.
@@ -201,8 +228,11 @@ impl Tokenizer {
             return Err(TokenizerError::Invalid("add_eos_token is set but there is no EOS token".into()));
         }
 
-        let specials = Specials::new(specials(vocab, &types));
+        let specials_list = specials(vocab, &types);
+        let bytes_bound_tokens = !specials_list.iter().any(|s| s.lstrip || s.rstrip);
+        let specials = Specials::new(specials_list);
         let (bytes, offsets) = token_bytes(&vocab.tokens, &types, &model);
+        let longest = longest_token(&vocab.tokens, &offsets, &model);
         let mut end_of_generation: Vec<u32> = Vec::new();
         let mut add = |id: Option<u32>| {
             if let Some(id) = id.filter(|id| !end_of_generation.contains(id)) {
@@ -213,32 +243,63 @@ impl Tokenizer {
         for text in END_OF_GENERATION {
             add(vocab.tokens.iter().position(|t| t == text).map(|id| id as u32));
         }
-        let inner = Inner { model, types, specials, bytes, offsets, bos, eos, add_bos, add_eos, end_of_generation };
+        let inner = Inner {
+            model,
+            types,
+            specials,
+            bytes,
+            offsets,
+            bos,
+            eos,
+            add_bos,
+            add_eos,
+            end_of_generation,
+            longest,
+            bytes_bound_tokens,
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Encodes user text: control-token text inside it stays plain text.
     pub fn encode_text(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        self.encode(text, Control::Never, false)
+        self.encode(text, Control::Never, false, usize::MAX)
     }
 
     /// Encodes trusted text in which control-token text becomes control tokens.
     pub fn encode_with_control(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        self.encode(text, Control::Always, false)
+        self.encode_with_control_within(text, usize::MAX)
+    }
+
+    /// [`Self::encode_with_control`], or [`TokenizerError::TooLong`] as soon as the text proves to
+    /// have more than `limit` tokens.
+    pub fn encode_with_control_within(&self, text: &str, limit: usize) -> Result<Vec<u32>, TokenizerError> {
+        self.encode(text, Control::Always, false, limit)
     }
 
     /// Encodes a raw completion prompt, which its author controls whole: BOS first and EOS last when
     /// the model wants them, and control-token text becomes control tokens.
     pub fn encode_completion_prompt(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        self.encode(text, Control::Always, true)
+        self.encode_completion_prompt_within(text, usize::MAX)
+    }
+
+    /// [`Self::encode_completion_prompt`], or [`TokenizerError::TooLong`] as soon as the text proves to
+    /// have more than `limit` tokens.
+    pub fn encode_completion_prompt_within(&self, text: &str, limit: usize) -> Result<Vec<u32>, TokenizerError> {
+        self.encode(text, Control::Always, true, limit)
     }
 
     /// Encodes a rendered chat prompt: control tokens are recognised only in the template's own text,
     /// never inside message content, so content cannot forge a turn. BOS and EOS are added as for a
     /// completion prompt unless the template already wrote them (llama.cpp strips them then).
     pub fn encode_prompt(&self, prompt: &RenderedPrompt) -> Result<Vec<u32>, TokenizerError> {
+        self.encode_prompt_within(prompt, usize::MAX)
+    }
+
+    /// [`Self::encode_prompt`], or [`TokenizerError::TooLong`] as soon as the prompt proves to have
+    /// more than `limit` tokens.
+    pub fn encode_prompt_within(&self, prompt: &RenderedPrompt, limit: usize) -> Result<Vec<u32>, TokenizerError> {
         let inner = &self.inner;
-        let mut ids = self.encode(&prompt.text, Control::Outside(&prompt.content_spans), false)?;
+        let mut ids = self.encode(&prompt.text, Control::Outside(&prompt.content_spans), false, limit)?;
         let starts = |id: Option<u32>| id.is_some() && ids.first() == id.as_ref() && self.written(prompt, id, 0);
         if inner.add_bos && !starts(inner.bos) {
             ids.splice(0..0, inner.bos);
@@ -255,9 +316,20 @@ impl Tokenizer {
         id.is_some_and(|id| prompt.text.as_bytes()[at..].starts_with(&self.token_bytes(id)))
     }
 
-    /// The one encoder: special tokens first, then the vocabulary's algorithm between them.
-    fn encode(&self, text: &str, control: Control<'_>, add_special: bool) -> Result<Vec<u32>, TokenizerError> {
+    /// The one encoder: special tokens first, then the vocabulary's algorithm between them; stops with
+    /// [`TokenizerError::TooLong`] once the text proves longer than `limit` tokens.
+    fn encode(
+        &self,
+        text: &str,
+        control: Control<'_>,
+        add_special: bool,
+        limit: usize,
+    ) -> Result<Vec<u32>, TokenizerError> {
         let inner = &self.inner;
+        let at_least = text.len().div_ceil(inner.longest);
+        if inner.bytes_bound_tokens && at_least > limit {
+            return Err(TokenizerError::TooLong { limit, at_least });
+        }
         let mut ids = Vec::new();
         if add_special && inner.add_bos {
             ids.extend(inner.bos);
@@ -270,9 +342,12 @@ impl Tokenizer {
                     after_special = true;
                 }
                 Piece::Text(range) => {
-                    self.encode_piece(&text[range], after_special, &mut ids)?;
+                    self.encode_piece(&text[range], after_special, &mut ids, limit)?;
                     after_special = false;
                 }
+            }
+            if ids.len() > limit {
+                return Err(TokenizerError::TooLong { limit, at_least: ids.len() });
             }
         }
         if add_special && inner.add_eos {
@@ -281,15 +356,40 @@ impl Tokenizer {
         Ok(ids)
     }
 
-    fn encode_piece(&self, text: &str, after_special: bool, ids: &mut Vec<u32>) -> Result<(), TokenizerError> {
-        match &self.inner.model {
-            Model::Spm { spm, ids: vocab, add_space_prefix } => {
-                let prefix = if *add_space_prefix && after_special { "\u{2581}" } else { "" };
-                let escaped = format!("{prefix}{}", text.replace(' ', "\u{2581}"));
-                spm.encode(vocab, &escaped, ids);
-                Ok(())
+    /// Encodes text between special tokens chunk by chunk, stopping once `ids` passes `limit`.
+    fn encode_piece(
+        &self,
+        text: &str,
+        after_special: bool,
+        ids: &mut Vec<u32>,
+        limit: usize,
+    ) -> Result<(), TokenizerError> {
+        let mut start = 0;
+        while start < text.len() {
+            let end = self.cut(text, start + CHUNK_BYTES).unwrap_or(text.len());
+            let chunk = &text[start..end];
+            match &self.inner.model {
+                Model::Spm { spm, ids: vocab, add_space_prefix } => {
+                    let prefix = if *add_space_prefix && after_special && start == 0 { "\u{2581}" } else { "" };
+                    let escaped = format!("{prefix}{}", chunk.replace(' ', "\u{2581}"));
+                    spm.encode(vocab, &escaped, ids);
+                }
+                Model::Bpe(bpe) => bpe.encode(chunk, ids)?,
             }
-            Model::Bpe(bpe) => bpe.encode(text, ids),
+            if ids.len() > limit {
+                return Err(TokenizerError::TooLong { limit, at_least: ids.len() });
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// The first place at or after byte `from` where the vocabulary's algorithm can split `text` and
+    /// still give the tokens of the whole.
+    fn cut(&self, text: &str, from: usize) -> Option<usize> {
+        match &self.inner.model {
+            Model::Spm { spm, .. } => spm.cut(text, from),
+            Model::Bpe(_) => bpe::cut(text, from),
         }
     }
 
@@ -382,6 +482,17 @@ fn token_bytes(tokens: &[String], types: &[TokenType], model: &Model) -> (Vec<u8
     }
     offsets.push(bytes.len());
     (bytes, offsets)
+}
+
+/// The most bytes of text any one token can stand for: its bytes, or for a token the algorithm may form
+/// from text whatever its type, the text it matches (SentencePiece's "▁" is one space).
+fn longest_token(tokens: &[String], offsets: &[usize], model: &Model) -> usize {
+    let matched = |text: &str| match model {
+        Model::Spm { .. } => text.len() - 2 * text.matches('\u{2581}').count(),
+        Model::Bpe(_) => bpe::token_bytes(text).len(),
+    };
+    let own = |id: usize| offsets[id + 1] - offsets[id];
+    tokens.iter().enumerate().map(|(id, text)| own(id).max(matched(text))).max().unwrap_or(1).max(1)
 }
 
 /// The byte of a `<0xNN>` token.

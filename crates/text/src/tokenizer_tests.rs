@@ -180,3 +180,32 @@ fn phi3_special_tokens_swallow_the_whitespace_after_them() {
     assert_eq!(t.encode_with_control("<start>\n x").unwrap(), [3, X]);
     assert_eq!(t.encode_with_control("<s> x").unwrap(), [1, SPACE, X], "`<s>` keeps its whitespace");
 }
+
+#[test]
+fn a_text_longer_than_the_limit_stops_early() {
+    let t = Tokenizer::from_gguf(&bpe_vocab(Some("qwen2"))).unwrap();
+    // The longest token, `<|im_end|>`, stands for 10 bytes: 1,000 bytes are at least 100 tokens.
+    let err = t.encode_with_control_within(&"x".repeat(1_000), 99).unwrap_err();
+    assert!(matches!(err, TokenizerError::TooLong { limit: 99, at_least: 100 }), "{err}");
+    // Within the byte bound the text is encoded chunk by chunk and abandoned after the chunk that passes.
+    let text = "hello world ".repeat(10_000);
+    let all = t.encode_text(&text).unwrap().len();
+    match t.encode_completion_prompt_within(&text, 1_000).unwrap_err() {
+        TokenizerError::TooLong { limit: 1_000, at_least } => assert!(at_least > 1_000 && at_least < all / 2),
+        other => panic!("{other}"),
+    }
+    assert_eq!(t.encode_completion_prompt_within(&text, all).unwrap().len(), all);
+}
+
+#[test]
+fn chunked_encoding_equals_whole_encoding() {
+    // Longer than a chunk, with cuts of every kind and none: both algorithms give the tokens of the whole.
+    let unit = "hello world\nhe said: 'hello'  12345 héllo\tworld!! ";
+    let text = format!("{}{}", unit.repeat(400), "x".repeat(20_000));
+    for vocab in [bpe_vocab(Some("smollm")), bpe_vocab(None)] {
+        let t = Tokenizer::from_gguf(&vocab).unwrap();
+        let whole = t.encode_text(&text).unwrap();
+        let pieces: Vec<u32> = text.split_inclusive('\n').flat_map(|line| t.encode_text(line).unwrap()).collect();
+        assert_eq!(whole, pieces, "every newline before a letter is also a word boundary");
+    }
+}
