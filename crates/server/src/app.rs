@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::model::{ServedEmbedder, ServedModel};
+use crate::prepare::PreparePool;
 use crate::routes::{chat, completions, embeddings, meta, tokenize};
 
 /// Largest accepted request body.
@@ -51,6 +52,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// HTTP settings.
     pub config: Arc<ServerConfig>,
+    /// The bounded workers that template and tokenize requests.
+    pub preparation: PreparePool,
 }
 
 impl AppState {

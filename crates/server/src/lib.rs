@@ -112,6 +112,7 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         metrics: Arc::default(),
         lifecycle: Arc::default(),
         config: Arc::new(config.server.clone()),
+        preparation: prepare::PreparePool::per_core(config.engine.limits.max_waiting),
     })
 }
 

@@ -2,9 +2,18 @@
 //!
 //! # Layout
 //! - this file — every endpoint's checks, templating and tokenizing, and the length limits.
+//! - [`limits`] — the bounds on fields whose size drives memory or CPU.
+//! - [`pool`] — [`PreparePool`], the bounded workers all of this runs on.
 //! - [`tools`] — `tools`, `tool_choice` and tool history.
+//!
+//! Tokenizing stops as soon as a prompt proves longer than the context, so the work a request costs is
+//! in proportion to what could be served, however long its text.
 
+pub mod limits;
+pub mod pool;
 mod tools;
+
+pub use pool::PreparePool;
 
 use hearth_engine::{GenerateRequest, SamplingParams};
 use hearth_protocol::{
@@ -13,14 +22,12 @@ use hearth_protocol::{
 };
 use hearth_structured::tools::Family;
 use hearth_structured::OutputFormat;
-use hearth_text::{ChatTemplate, PromptMessage, RenderedPrompt};
+use hearth_text::{ChatTemplate, PromptMessage, RenderedPrompt, TokenizerError};
 use tools::ToolStyle;
 
 use crate::error::ApiError;
 use crate::model::{ServedEmbedder, ServedModel};
 
-/// OpenAI's limit on stop strings.
-const MAX_STOP: usize = 4;
 /// Most choices per prompt.
 const MAX_N: i64 = 16;
 /// Most alternatives per token in log-probabilities.
@@ -71,6 +78,7 @@ pub fn chat(
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedChat, ApiError> {
     check_model(Some(&req.model), model)?;
+    limits::chat(req)?;
     let tool_use = tools::tool_use(req, model)?;
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (true, top) => Some(int_range("top_logprobs", top, 0, MAX_TOP_LOGPROBS)?.unwrap_or(0)),
@@ -98,7 +106,11 @@ pub fn chat(
         }
     }
     let rendered = render_chat(model, &messages, &definitions, true, req.chat_template_kwargs.as_ref())?;
-    let prompt = model.tokenizer.encode_prompt(&rendered).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let prompt = model
+        .tokenizer
+        .encode_prompt_within(&rendered, model.context_length)
+        .map_err(|e| encode_error(e, "messages", "messages"))?;
+    drop(rendered);
     let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
     let max_tokens = limits.budget(prompt.len(), max_tokens, "messages", None)?;
     let stop_tokens = stop_tokens(req.sampling.ignore_eos, model);
@@ -164,7 +176,7 @@ pub fn completion(
     let max_tokens = req.max_tokens.map(|v| ("max_tokens", v));
 
     let limits = Limits { context: model.context_length, operator_cap: max_tokens_limit };
-    let prompts = prompt_token_lists(&req.prompt, model)?;
+    let prompts = prompt_token_lists(&req.prompt, model, echo)?;
     prompts
         .into_iter()
         .map(|(prompt, text)| {
@@ -178,22 +190,27 @@ pub fn completion(
                 stop_tokens,
                 constraint: None,
             };
-            Ok((generate, echo.then_some(text)))
+            Ok((generate, text))
         })
         .collect::<Result<_, ApiError>>()
         .map(|prompts| PreparedCompletion { prompts, output })
 }
 
-/// Each prompt of a legacy request as token ids, with its text (for `echo`).
-fn prompt_token_lists(prompt: &Prompt, model: &ServedModel) -> Result<Vec<(Vec<u32>, String)>, ApiError> {
+/// A prompt's token ids, with its text when `echo` asks for it.
+type PromptTokens = (Vec<u32>, Option<String>);
+
+/// Each prompt of a legacy request as token ids, with its text when `echo` asks for it.
+fn prompt_token_lists(prompt: &Prompt, model: &ServedModel, echo: bool) -> Result<Vec<PromptTokens>, ApiError> {
     let tokenizer = &model.tokenizer;
-    let from_text = |text: &str| -> Result<(Vec<u32>, String), ApiError> {
-        let ids = tokenizer.encode_completion_prompt(text).map_err(|e| ApiError::Internal(e.to_string()))?;
-        Ok((ids, text.to_string()))
+    let from_text = |text: &str| -> Result<PromptTokens, ApiError> {
+        let ids = tokenizer
+            .encode_completion_prompt_within(text, model.context_length)
+            .map_err(|e| encode_error(e, "prompt", "prompt"))?;
+        Ok((ids, echo.then(|| text.to_string())))
     };
-    let from_ids = |ids: &[i64]| -> Result<(Vec<u32>, String), ApiError> {
+    let from_ids = |ids: &[i64]| -> Result<PromptTokens, ApiError> {
         let ids = token_ids("prompt", ids, tokenizer.vocab_size())?;
-        let text = tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let text = echo.then(|| tokenizer.decode(&ids)).transpose().map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((ids, text))
     };
     let prompts = match prompt {
@@ -215,46 +232,68 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel) -> Result<Vec<(Vec<u
         .collect()
 }
 
-/// OpenAI's limit on inputs in one embedding request.
-const MAX_EMBEDDING_INPUTS: usize = 2048;
-
-/// Each input of an embedding request as token ids, every one non-empty and within the model's limit.
+/// Each input of an embedding request as token ids, every one non-empty and within the model's limit,
+/// and all of them within [`limits::MAX_EMBEDDING_TOKENS`].
 pub fn embedding_inputs(input: &Prompt, model: &ServedEmbedder) -> Result<Vec<Vec<u32>>, ApiError> {
+    use limits::{MAX_EMBEDDING_INPUTS, MAX_EMBEDDING_TOKENS};
     let limit = model.worker.info().max_tokens;
     let vocab = model.tokenizer.vocab_size();
-    let encode = |text: &String| {
+    let count = match input {
+        Prompt::Text(_) | Prompt::Tokens(_) => 1,
+        Prompt::Texts(texts) => texts.len(),
+        Prompt::TokenLists(lists) => lists.len(),
+    };
+    if count == 0 || count > MAX_EMBEDDING_INPUTS {
+        return Err(ApiError::invalid(
+            "input",
+            format!("`input` must hold 1 to {MAX_EMBEDDING_INPUTS} inputs, got {count}"),
+        ));
+    }
+    let too_long = |i: usize, tokens: String| {
+        ApiError::Invalid {
+        message: format!(
+            "This model's maximum context length is {limit} tokens, however input {i} has {tokens} tokens. Please reduce the length of the input."
+        ),
+        param: Some("input".into()),
+        code: Some("context_length_exceeded"),
+    }
+    };
+    let encode = |i: usize, text: &String| {
         if text.is_empty() {
             return Err(ApiError::invalid("input", "`input` must not contain empty strings"));
         }
-        model.tokenizer.encode(text).map_err(|e| ApiError::Internal(e.to_string()))
+        model.tokenizer.encode_within(text, limit).map_err(|e| match e {
+            TokenizerError::TooLong { at_least, .. } => too_long(i, format!("at least {at_least}")),
+            TokenizerError::Uncut { .. } => ApiError::invalid("input", format!("input {i}: {e}")),
+            e => ApiError::Internal(e.to_string()),
+        })
     };
     let ids = |ids: &Vec<i64>| token_ids("input", ids, vocab);
-    let inputs: Vec<Vec<u32>> = match input {
-        Prompt::Text(text) => vec![encode(text)?],
-        Prompt::Texts(texts) => texts.iter().map(encode).collect::<Result<_, _>>()?,
-        Prompt::Tokens(tokens) => vec![ids(tokens)?],
-        Prompt::TokenLists(lists) => lists.iter().map(ids).collect::<Result<_, _>>()?,
-    };
-    if inputs.is_empty() || inputs.len() > MAX_EMBEDDING_INPUTS {
-        return Err(ApiError::invalid(
-            "input",
-            format!("`input` must hold 1 to {MAX_EMBEDDING_INPUTS} inputs, got {}", inputs.len()),
-        ));
-    }
-    for (i, tokens) in inputs.iter().enumerate() {
+    let (mut inputs, mut total) = (Vec::with_capacity(count), 0usize);
+    for i in 0..count {
+        let tokens = match input {
+            Prompt::Text(text) => encode(i, text)?,
+            Prompt::Texts(texts) => encode(i, &texts[i])?,
+            Prompt::Tokens(tokens) => ids(tokens)?,
+            Prompt::TokenLists(lists) => ids(&lists[i])?,
+        };
         if tokens.is_empty() {
             return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
         }
         if tokens.len() > limit {
-            return Err(ApiError::Invalid {
-                message: format!(
-                    "This model's maximum context length is {limit} tokens, however input {i} has {} tokens. Please reduce the length of the input.",
-                    tokens.len()
-                ),
-                param: Some("input".into()),
-                code: Some("context_length_exceeded"),
-            });
+            return Err(too_long(i, tokens.len().to_string()));
         }
+        total += tokens.len();
+        if total > MAX_EMBEDDING_TOKENS {
+            return Err(ApiError::invalid(
+                "input",
+                format!(
+                    "the inputs may hold at most {MAX_EMBEDDING_TOKENS} tokens together; the first {} hold {total}",
+                    i + 1
+                ),
+            ));
+        }
+        inputs.push(tokens);
     }
     Ok(inputs)
 }
@@ -262,18 +301,20 @@ pub fn embedding_inputs(input: &Prompt, model: &ServedEmbedder) -> Result<Vec<Ve
 /// The token ids of a `/tokenize` request's prompt or conversation.
 pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, ApiError> {
     check_model(req.model.as_deref(), model)?;
-    let tokenizer = &model.tokenizer;
-    let internal = |e: hearth_text::TokenizerError| ApiError::Internal(e.to_string());
+    let (tokenizer, limit) = (&model.tokenizer, model.context_length);
+    let prompt_error = |e| encode_error(e, "prompt", "prompt");
     match (&req.prompt, &req.messages) {
         (Some(prompt), None) if req.add_special_tokens.unwrap_or(true) => {
-            tokenizer.encode_completion_prompt(prompt).map_err(internal)
+            tokenizer.encode_completion_prompt_within(prompt, limit).map_err(prompt_error)
         }
-        (Some(prompt), None) => tokenizer.encode_with_control(prompt).map_err(internal),
+        (Some(prompt), None) => tokenizer.encode_with_control_within(prompt, limit).map_err(prompt_error),
         (None, Some(messages)) => {
+            limits::messages(messages.len())?;
             let messages = prompt_messages(messages, ToolStyle::of(model))?;
             let generation_prompt = req.add_generation_prompt.unwrap_or(true);
             let rendered = render_chat(model, &messages, &[], generation_prompt, req.chat_template_kwargs.as_ref())?;
-            tokenizer.encode_prompt(&rendered).map_err(internal)
+            drop(messages);
+            tokenizer.encode_prompt_within(&rendered, limit).map_err(|e| encode_error(e, "messages", "messages"))
         }
         _ => Err(ApiError::invalid("prompt", "give exactly one of `prompt` and `messages`")),
     }
@@ -299,6 +340,21 @@ fn render_chat(
     template
         .render(messages, tools, add_generation_prompt, kwargs)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))
+}
+
+/// A tokenizer failure as the client sees it: a text longer than the context is a 400
+/// `context_length_exceeded` naming `param`; anything else is the server's fault.
+fn encode_error(e: TokenizerError, param: &str, what: &str) -> ApiError {
+    match e {
+        TokenizerError::TooLong { limit, at_least } => ApiError::Invalid {
+            message: format!(
+                "This model's maximum context length is {limit} tokens. However, you requested at least {at_least} tokens in the {what}. Please reduce the length of the {what}."
+            ),
+            param: Some(param.into()),
+            code: Some("context_length_exceeded"),
+        },
+        e => ApiError::Internal(e.to_string()),
+    }
 }
 
 /// The model's chat template, or a 400 saying that a base model takes raw prompts.
@@ -354,15 +410,7 @@ fn output_options(
     }
     let n = int_range("n", n, 1, MAX_N)?.unwrap_or(1);
     let stop = sampling.stop.clone().map(|s| s.into_vec()).unwrap_or_default();
-    if stop.len() > MAX_STOP {
-        return Err(ApiError::invalid(
-            "stop",
-            format!("at most {MAX_STOP} stop sequences are allowed, got {}", stop.len()),
-        ));
-    }
-    if stop.iter().any(String::is_empty) {
-        return Err(ApiError::invalid("stop", "stop sequences must not be empty"));
-    }
+    limits::stop(&stop)?;
     Ok(OutputOptions {
         n,
         stop,
@@ -374,6 +422,7 @@ fn output_options(
 
 /// The engine's sampling settings, every range checked.
 fn sampling(opts: &SamplingOptions, model: &ServedModel, logprobs: Option<usize>) -> Result<SamplingParams, ApiError> {
+    limits::sampling(opts)?;
     let vocab = model.tokenizer.vocab_size();
     let top_k = match opts.top_k {
         None | Some(-1) | Some(0) => 0,

@@ -39,7 +39,7 @@ pub async fn create(
     }
     let model = state.model.clone();
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared = prepare_blocking(move || prepare::chat(&req, &model, max_tokens_limit)).await?;
+    let prepared = prepare_blocking(&state, move || prepare::chat(&req, &model, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
     let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.calls, output.n);

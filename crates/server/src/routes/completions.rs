@@ -37,7 +37,7 @@ pub async fn create(
     }
     let model = state.model.clone();
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared = prepare_blocking(move || prepare::completion(&req, &model, max_tokens_limit)).await?;
+    let prepared = prepare_blocking(&state, move || prepare::completion(&req, &model, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
     let n = output.n;

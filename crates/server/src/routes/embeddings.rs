@@ -51,7 +51,7 @@ pub async fn create(
         ));
     }
     let tokenizing = model.clone();
-    let inputs = prepare_blocking(move || prepare::embedding_inputs(&req.input, &tokenizing)).await?;
+    let inputs = prepare_blocking(&state, move || prepare::embedding_inputs(&req.input, &tokenizing)).await?;
     let prompt_tokens = inputs.iter().map(Vec::len).sum::<usize>() as u32;
     let vectors = model.worker.embed(inputs).await?;
     let data = vectors

@@ -79,13 +79,17 @@ async fn sleep_until_deadline(arrived: Instant, deadline: Option<Duration>) {
     }
 }
 
-/// Runs CPU-heavy request preparation (templating, tokenizing) off the async workers.
+/// Runs CPU-heavy request preparation (templating, tokenizing, compiling constraints) on the bounded
+/// [`crate::prepare::PreparePool`]; a full pool is a 429, counted as a rejection.
 pub async fn prepare_blocking<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))?
+    state.preparation.run(work).await.inspect_err(|e| {
+        if matches!(e, ApiError::Overloaded(_)) {
+            state.metrics.rejected();
+        }
+    })
 }
 
 /// A server-sent-event response with keep-alive comments.

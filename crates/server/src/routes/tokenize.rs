@@ -16,7 +16,7 @@ pub async fn tokenize(
     AppJson(req): AppJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
     let model = state.model.clone();
-    let tokens = prepare_blocking(move || prepare::tokenize(&req, &model)).await?;
+    let tokens = prepare_blocking(&state, move || prepare::tokenize(&req, &model)).await?;
     Ok(Json(TokenizeResponse { count: tokens.len(), max_model_len: state.model.context_length, tokens }))
 }
 
@@ -26,6 +26,6 @@ pub async fn detokenize(
     AppJson(req): AppJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
     let model = state.model.clone();
-    let prompt = prepare_blocking(move || prepare::detokenize(&req, &model)).await?;
+    let prompt = prepare_blocking(&state, move || prepare::detokenize(&req, &model)).await?;
     Ok(Json(DetokenizeResponse { prompt }))
 }
