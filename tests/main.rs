@@ -3,10 +3,13 @@
 //! - `families`: every model family (Llama, Qwen2, Qwen3, Gemma 3, Phi-3) as a tiny random-weight GGUF
 //!   written by `tests/fixtures/family_models.py`, against llama.cpp's log-probabilities in
 //!   `tests/fixtures/family-reference.json`.
+//! - `fuzz`: mutated JSON into every endpoint's extractor and preparation: no panic, no 5xx.
 //! - `gemma`: the real Gemma 3 270M (a base model) against llama.cpp's continuations in
 //!   `tests/fixtures/gemma3-reference.json`, and over HTTP.
 //! - `http`: the real router on a tiny random-weight model, through `tower::ServiceExt::oneshot`.
 //! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
+//! - `memory`: the real `hearth` binary on the real default model under bursts of 3.85 MB requests: all
+//!   refused, resident memory bounded and given back (issue 17).
 //! - `model_files`: damaged GGUF files (bit flips, extreme sizes, truncation) are load errors, never crashes.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
@@ -21,9 +24,11 @@
 //!   `tests/fixtures/tokenizer-reference.json`, on the real SmolLM2 and Gemma 3 vocabularies.
 
 mod families;
+mod fuzz;
 mod gemma;
 mod http;
 mod kv;
+mod memory;
 mod model_files;
 mod operations;
 mod reference;

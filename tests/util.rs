@@ -192,6 +192,11 @@ impl Hearth {
         authority.parse().unwrap_or_else(|_| panic!("no address in {}", self.url))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends the process a real SIGTERM.
     pub fn terminate(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("running kill");
