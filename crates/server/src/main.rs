@@ -7,8 +7,6 @@ use hearth_server::config::{Cli, Command, Config, LogFormat, ServeArgs};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> anyhow::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    give_memory_back();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
@@ -18,22 +16,6 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::BenchModel(args) => hearth_server::bench_model::run(&args),
-    }
-}
-
-/// Sets glibc's malloc to return freed memory to the kernel. By default a freed block above the mmap
-/// threshold raises the threshold, so later blocks that size (request bodies, prompts) come from an arena
-/// and stay resident after they are freed, in up to 8 arenas per core. Measured on a burst of 96 requests
-/// of 3.85 MB (issue 17): resident memory +57 MB after it by default, +50 MB with two arenas, +3 MB with
-/// two arenas, a fixed 256 KiB mmap threshold and a 1 MiB trim threshold; jemalloc kept +55 MB (+0 MB
-/// with a 1 s decay), and mimalloc made the lazily touched KV pool resident at start.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn give_memory_back() {
-    // SAFETY: `mallopt` only sets the allocator's parameters, and no other thread exists yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
     }
 }
 
