@@ -9,9 +9,11 @@
 //! - this file — [`Structured`], the compiler, and `Following`, one sequence's walk through a grammar.
 //! - [`tools`] — model families' call formats, their grammars and the streaming [`tools::CallParser`].
 //! - `lazy` — the `auto` tool choice: free text, or calls constrained from their first token on.
+//! - [`reasoning`] — `<think>` reasoning: split from the answer, and constraints held until it ends.
 #![warn(missing_docs)]
 
 mod lazy;
+pub mod reasoning;
 pub mod tools;
 
 use std::sync::Arc;

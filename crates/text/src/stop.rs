@@ -14,18 +14,26 @@ pub enum StopOutcome {
 pub struct StopMatcher {
     stops: Vec<String>,
     held: String,
+    matched: Option<usize>,
 }
 
 impl StopMatcher {
     /// A matcher for these stop strings (empty strings are ignored).
     pub fn new(stops: Vec<String>) -> Self {
-        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new() }
+        Self { stops: stops.into_iter().filter(|s| !s.is_empty()).collect(), held: String::new(), matched: None }
+    }
+
+    /// The stop string that ended the text, once [`StopOutcome::Stop`] was returned.
+    pub fn matched(&self) -> Option<&str> {
+        self.matched.map(|i| self.stops[i].as_str())
     }
 
     /// Feeds newly decoded text.
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.held.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        let first = self.stops.iter().enumerate().filter_map(|(i, s)| Some((self.held.find(s.as_str())?, i))).min();
+        if let Some((at, i)) = first {
+            self.matched = Some(i);
             self.held.truncate(at);
             return StopOutcome::Stop(std::mem::take(&mut self.held));
         }
@@ -41,8 +49,9 @@ impl StopMatcher {
     }
 }
 
-/// Length of the longest suffix of `text` that is a proper prefix of `stop`.
-fn partial_suffix(text: &str, stop: &str) -> usize {
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`: what must be held back
+/// while `stop` may still follow.
+pub fn partial_suffix(text: &str, stop: &str) -> usize {
     (1..stop.len()).rev().find(|&k| stop.is_char_boundary(k) && text.ends_with(&stop[..k])).unwrap_or(0)
 }
 
@@ -82,6 +91,10 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins() {
         assert_eq!(run(&["yz", "b"], &["a", "bxyz"]), (vec!["a".into(), "".into()], true));
+        let mut m = StopMatcher::new(vec!["yz".into(), "".into(), "b".into()]);
+        assert_eq!(m.matched(), None);
+        assert_eq!(m.push("abxyz"), StopOutcome::Stop("a".into()));
+        assert_eq!(m.matched(), Some("b"));
     }
 
     #[test]
