@@ -12,6 +12,8 @@ use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::Request;
 use hearth_models::WeightFormat;
+use hearth_protocol::messages::MessagesRequest;
+use hearth_protocol::responses::ResponsesRequest;
 use hearth_protocol::{ChatCompletionRequest, CompletionRequest, DetokenizeRequest, EmbeddingRequest, TokenizeRequest};
 use hearth_server::error::ApiError;
 use hearth_server::extract::AppJson;
@@ -239,6 +241,21 @@ fn seeds() -> Vec<Value> {
         json!({"model": "smollm2", "prompt": "hi <|im_end|>", "add_special_tokens": false}),
         json!({"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": false}),
         json!({"tokens": [1, 2, 3, 49151]}),
+        json!({"model": "smollm2", "max_tokens": 16, "system": [{"type": "text", "text": "Be brief."}],
+            "stop_sequences": ["\n"], "top_k": 5, "thinking": {"type": "disabled"},
+            "messages": [{"role": "user", "content": "Weather?"},
+                {"role": "assistant", "content": [{"type": "text", "text": "Checking."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}],
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object",
+                "properties": {"city": {"type": "string"}}}}], "tool_choice": {"type": "any"}}),
+        json!({"model": "smollm2", "instructions": "Be brief.", "max_output_tokens": 32, "store": false,
+            "input": [{"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+                {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}],
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+            "tool_choice": {"type": "function", "name": "get_weather"}, "metadata": {"k": "v"},
+            "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}}}),
     ]
 }
 
@@ -306,19 +323,21 @@ fn extract<T: DeserializeOwned>(runtime: &tokio::runtime::Runtime, bytes: &[u8])
 }
 
 /// The endpoints, in the order [`check`] reports them.
-const ENDPOINTS: [&str; 5] = ["chat", "completions", "embeddings", "tokenize", "detokenize"];
+const ENDPOINTS: [&str; 7] = ["chat", "completions", "embeddings", "tokenize", "detokenize", "messages", "responses"];
 
 /// Feeds one input to every endpoint; returns the errors a client must never see (5xx) and which
 /// endpoints prepared it.
-fn check(served: &Served, runtime: &tokio::runtime::Runtime, bytes: &[u8]) -> (Vec<String>, [bool; 5]) {
+fn check(served: &Served, runtime: &tokio::runtime::Runtime, bytes: &[u8]) -> (Vec<String>, [bool; 7]) {
     let (model, embedder) = (&served.model, &served.embedder);
-    let results: [Result<(), ApiError>; 5] = [
+    let results: [Result<(), ApiError>; 7] = [
         extract::<ChatCompletionRequest>(runtime, bytes).and_then(|r| prepare::chat(&r, model, None).map(drop)),
         extract::<CompletionRequest>(runtime, bytes).and_then(|r| prepare::completion(&r, model, None).map(drop)),
         extract::<EmbeddingRequest>(runtime, bytes)
             .and_then(|r| prepare::embedding_inputs(&r.input, embedder).map(drop)),
         extract::<TokenizeRequest>(runtime, bytes).and_then(|r| prepare::tokenize(&r, model).map(drop)),
         extract::<DetokenizeRequest>(runtime, bytes).and_then(|r| prepare::detokenize(&r, model).map(drop)),
+        extract::<MessagesRequest>(runtime, bytes).and_then(|r| prepare::messages(&r, model, None).map(drop)),
+        extract::<ResponsesRequest>(runtime, bytes).and_then(|r| prepare::responses(&r, &[], model, None).map(drop)),
     ];
     let prepared = std::array::from_fn(|i| results[i].is_ok());
     let errors = ENDPOINTS
@@ -336,19 +355,20 @@ fn check(served: &Served, runtime: &tokio::runtime::Runtime, bytes: &[u8]) -> (V
 fn request_parsing_and_preparation_never_panic_nor_fail_on_the_server() {
     let inputs: u64 = std::env::var("HEARTH_FUZZ_INPUTS").map_or(DEFAULT_INPUTS, |n| n.parse().expect("a count"));
     let (model, _) =
-        model::load(&default_model(), Some("smollm2".into()), WeightFormat::AsStored, None).expect("the default model");
+        model::load(&default_model(), Some("smollm2".into()), WeightFormat::AsStored, None, Default::default())
+            .expect("the default model");
     let embedder = model::load_embedder(&default_embedding_model(), Some("minilm".into())).expect("the embedder");
     let served = Served { model, embedder };
     let seeds = seeds();
     let workers = if inputs > DEFAULT_INPUTS { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { 1 };
     let started = Instant::now();
-    let (failures, prepared): (Vec<String>, [u64; 5]) = std::thread::scope(|scope| {
+    let (failures, prepared): (Vec<String>, [u64; 7]) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers as u64)
             .map(|worker| {
                 let (served, seeds) = (&served, &seeds);
                 scope.spawn(move || {
                     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
-                    let (mut failures, mut prepared) = (Vec::new(), [0u64; 5]);
+                    let (mut failures, mut prepared) = (Vec::new(), [0u64; 7]);
                     for i in (worker..inputs).step_by(workers) {
                         let bytes = input(i, seeds);
                         match catch_unwind(AssertUnwindSafe(|| check(served, &runtime, &bytes))) {
@@ -366,7 +386,7 @@ fn request_parsing_and_preparation_never_panic_nor_fail_on_the_server() {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).fold((Vec::new(), [0; 5]), |(mut all, mut counts), (f, p)| {
+        handles.into_iter().map(|h| h.join().unwrap()).fold((Vec::new(), [0; 7]), |(mut all, mut counts), (f, p)| {
             all.extend(f);
             counts.iter_mut().zip(p).for_each(|(n, p)| *n += p);
             (all, counts)

@@ -32,7 +32,7 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn load() -> (ServedModel, Box<dyn CausalLm>) {
     init();
-    model::load(&gemma(), None, WeightFormat::AsStored, None).unwrap()
+    model::load(&gemma(), None, WeightFormat::AsStored, None, Default::default()).unwrap()
 }
 
 /// Greedy tokens after `prompt`, with the first step's log-probabilities.

@@ -1,5 +1,7 @@
 //! Hearth's end-to-end tests, one binary (ripgrep style).
 //!
+//! - `agents`: reasoning split from answers (and constraints held until it ends), the Responses and
+//!   Messages routes' auth, errors and stored responses, and rejections as error objects, on tiny models.
 //! - `families`: every model family (Llama, Qwen2, Qwen3, Gemma 3, Phi-3) as a tiny random-weight GGUF
 //!   written by `tests/fixtures/family_models.py`, against llama.cpp's log-probabilities in
 //!   `tests/fixtures/family-reference.json`.
@@ -23,6 +25,7 @@
 //! - `tokenizers`: GGUF tokenizers (SentencePiece, byte-level BPE) against llama.cpp's ids and text in
 //!   `tests/fixtures/tokenizer-reference.json`, on the real SmolLM2 and Gemma 3 vocabularies.
 
+mod agents;
 mod families;
 mod fuzz;
 mod gemma;

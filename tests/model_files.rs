@@ -63,7 +63,8 @@ fn mutate(original: &[u8], rng: &mut Rng) -> Vec<u8> {
 
 /// Loads `path` as the server would and, if that works, runs one forward pass; `Err` is any refusal.
 fn load_and_run(path: &std::path::Path) -> Result<(), String> {
-    let (served, lm) = model::load(path, None, WeightFormat::AsStored, None).map_err(|e| e.to_string())?;
+    let (served, lm) =
+        model::load(path, None, WeightFormat::AsStored, None, Default::default()).map_err(|e| e.to_string())?;
     let prompt = served.tokenizer.encode_completion_prompt("Hello there").map_err(|e| e.to_string())?;
     let blocks: Vec<u32> = (0..4).collect();
     let mut pool = lm.new_pool(16, blocks.len());

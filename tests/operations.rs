@@ -29,7 +29,18 @@ fn request(method: &str, path: &str, key: Option<&str>, body: Option<String>) ->
 #[tokio::test]
 async fn every_route_but_the_probes_needs_the_key() {
     let state = tiny_state_with(|c| c.server.api_keys = vec!["sk-right".into()]);
-    let routes: [(&str, &str, Option<String>, StatusCode); 10] = [
+    let message = json!({"model": MODEL, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+    let routes: [(&str, &str, Option<String>, StatusCode); 15] = [
+        (
+            "POST",
+            "/v1/responses",
+            Some(json!({"model": MODEL, "input": "a", "max_output_tokens": 2}).to_string()),
+            StatusCode::OK,
+        ),
+        ("GET", "/v1/responses/resp_none", None, StatusCode::NOT_FOUND),
+        ("DELETE", "/v1/responses/resp_none", None, StatusCode::NOT_FOUND),
+        ("POST", "/v1/messages", Some(message.to_string()), StatusCode::OK),
+        ("POST", "/v1/messages/count_tokens", Some(message.to_string()), StatusCode::OK),
         ("POST", "/v1/chat/completions", Some(chat_body(2, false)), StatusCode::OK),
         (
             "POST",
@@ -53,7 +64,9 @@ async fn every_route_but_the_probes_needs_the_key() {
             assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{method} {path} with {key:?}");
             let error: Value = serde_json::from_str(&body_text(response).await).unwrap();
             assert_eq!(error["error"]["type"], "authentication_error");
-            assert_eq!(error["error"]["code"], "invalid_api_key");
+            if !path.starts_with("/v1/messages") {
+                assert_eq!(error["error"]["code"], "invalid_api_key");
+            }
         }
         let response = call_with(&state, request(method, path, Some("sk-right"), body.clone())).await;
         assert_eq!(response.status(), allowed, "{method} {path} with the right key");

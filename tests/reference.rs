@@ -19,7 +19,7 @@ fn ids(v: &Value) -> Vec<u32> {
 
 fn load(weights: WeightFormat) -> (model::ServedModel, Box<dyn CausalLm>) {
     init();
-    model::load(&default_model(), None, weights, None).unwrap()
+    model::load(&default_model(), None, weights, None, Default::default()).unwrap()
 }
 
 #[test]

@@ -78,7 +78,14 @@ pub fn default_embedding_model() -> PathBuf {
 pub fn config(path: PathBuf, weights: WeightFormat) -> Config {
     let default = Config::default_resolved();
     Config {
-        model: ModelConfig { path, served_model_name: None, weights, chat_template: None, embedding: None },
+        model: ModelConfig {
+            path,
+            served_model_name: None,
+            weights,
+            chat_template: None,
+            reasoning: Default::default(),
+            embedding: None,
+        },
         engine: EngineSettings { threads: 1, ..default.engine },
         ..default
     }

@@ -19,10 +19,16 @@ pub const BOS: u32 = 257;
 pub const EOS: u32 = 258;
 /// Tokens in the tiny vocabulary: 256 bytes, the merge `he`, three control tokens.
 pub const VOCAB: usize = 260;
+/// Id of `<think>` in a thinking tiny vocabulary ([`TinySpec::thinking`]); `</think>` follows it.
+pub const THINK: u32 = 260;
 /// Context window of the tiny model.
 pub const CONTEXT: usize = 1024;
 
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// ChatML whose generation prompt opens `<think>` (as DeepSeek-R1's does), or closes an empty one when
+/// `enable_thinking` is false (as Qwen3's does).
+const CHATML_THINKING: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n<think>\n' }}{% if enable_thinking is defined and not enable_thinking %}{{ '\n</think>\n\n' }}{% endif %}{% endif %}";
 
 /// GPT-2's printable stand-in for a byte in byte-level BPE vocabularies.
 fn byte_char(b: u8) -> char {
@@ -48,11 +54,14 @@ pub struct TinySpec {
     /// Range of a separate output head's weights (larger makes the next-token distribution more peaked);
     /// `None` ties the head to the embedding.
     pub head_scale: Option<f32>,
+    /// A thinking model: `<think>` and `</think>` as tokens [`THINK`] and `THINK + 1`, and a template
+    /// that opens the reasoning.
+    pub thinking: bool,
 }
 
 impl Default for TinySpec {
     fn default() -> Self {
-        Self { dim: 64, ffn: 128, weights: GgmlDType::Q8_0, dequantized: false, head_scale: None }
+        Self { dim: 64, ffn: 128, weights: GgmlDType::Q8_0, dequantized: false, head_scale: None, thinking: false }
     }
 }
 
@@ -75,8 +84,9 @@ pub fn write_llama_with(dir: &Path, seed: u64, spec: TinySpec, name: &str) -> Re
     };
     let ones = |n: usize| QTensor::quantize(&Tensor::ones(n, candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32);
 
+    let vocab = if spec.thinking { VOCAB + 2 } else { VOCAB };
     let mut tensors: Vec<(String, QTensor)> =
-        vec![("token_embd.weight".into(), random(VOCAB, dim, 1.0)?), ("output_norm.weight".into(), ones(dim)?)];
+        vec![("token_embd.weight".into(), random(vocab, dim, 1.0)?), ("output_norm.weight".into(), ones(dim)?)];
     // Hidden weights in ±0.3 at the default width, narrower as the input widens, so every layer keeps
     // activations at the same scale whatever the shape.
     let (w, w_down) = (0.3 * (64.0 / dim as f32).sqrt(), 0.3 * (64.0 / ffn as f32).sqrt() * 2f32.sqrt());
@@ -94,12 +104,22 @@ pub fn write_llama_with(dir: &Path, seed: u64, spec: TinySpec, name: &str) -> Re
     }
 
     if let Some(scale) = spec.head_scale {
-        tensors.push(("output.weight".into(), random(VOCAB, dim, scale)?));
+        tensors.push(("output.weight".into(), random(vocab, dim, scale)?));
     }
 
     let mut tokens: Vec<Value> = (0..=255u8).map(|b| Value::String(byte_char(b).to_string())).collect();
     tokens.extend(["he", "<|im_start|>", "<|im_end|>", "<|endoftext|>"].map(|t| Value::String(t.into())));
-    let token_types: Vec<Value> = (0..VOCAB).map(|i| Value::I32(if i < BOS as usize { 1 } else { 3 })).collect();
+    // The reasoning tags are user-defined tokens, as in Qwen3's and DeepSeek-R1's GGUFs: text, not control.
+    if spec.thinking {
+        tokens.extend(["<think>", "</think>"].map(|t| Value::String(t.into())));
+    }
+    let token_type = |i: usize| match i {
+        i if i < BOS as usize => 1,
+        i if i >= VOCAB => 4,
+        _ => 3,
+    };
+    let token_types: Vec<Value> = (0..vocab).map(|i| Value::I32(token_type(i))).collect();
+    let template = if spec.thinking { CHATML_THINKING } else { CHATML };
     let metadata: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::String("llama".into())),
         ("general.name", Value::String("tiny-llama".into())),
@@ -119,7 +139,7 @@ pub fn write_llama_with(dir: &Path, seed: u64, spec: TinySpec, name: &str) -> Re
         ("tokenizer.ggml.bos_token_id", Value::U32(BOS)),
         ("tokenizer.ggml.eos_token_id", Value::U32(EOS)),
         ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
-        ("tokenizer.chat_template", Value::String(CHATML.into())),
+        ("tokenizer.chat_template", Value::String(template.into())),
     ];
 
     let path = dir.join(name);

@@ -1,4 +1,4 @@
-//! OpenAI wire types, mirrored field for field.
+//! OpenAI's and Anthropic's wire types, mirrored field for field.
 //!
 //! Field names are the wire names. Unknown request fields are accepted and ignored, because real
 //! clients send extras. Numeric request fields are parsed wide (`i64`, `f64`) so that an
@@ -8,6 +8,8 @@
 //! - [`chat`] — `/v1/chat/completions` requests, responses and stream chunks.
 //! - [`completions`] — `/v1/completions`, the legacy text completions.
 //! - [`embeddings`] — `/v1/embeddings`.
+//! - [`responses`] — OpenAI's Responses API: `/v1/responses`, its items and stored responses.
+//! - [`messages`] — Anthropic's Messages API: `/v1/messages` and `count_tokens`.
 //! - [`sampling`] — [`SamplingOptions`], the sampling fields both share.
 //! - [`tokenize`] — vLLM's `/tokenize` and `/detokenize`.
 //! - [`models`] — `/v1/models`.
@@ -18,7 +20,9 @@ pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod error;
+pub mod messages;
 pub mod models;
+pub mod responses;
 pub mod sampling;
 pub mod tokenize;
 

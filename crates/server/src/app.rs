@@ -30,7 +30,8 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::model::{ServedEmbedder, ServedModel};
 use crate::prepare::PreparePool;
-use crate::routes::{chat, completions, embeddings, meta, tokenize};
+use crate::response_store::ResponseStore;
+use crate::routes::{chat, completions, embeddings, messages, meta, responses, tokenize};
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The bounded workers that template and tokenize requests.
     pub preparation: PreparePool,
+    /// Stored Responses-API responses.
+    pub responses: Arc<ResponseStore>,
 }
 
 impl AppState {
@@ -86,6 +89,10 @@ fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/completions", post(completions::create))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/{id}", get(responses::retrieve).delete(responses::delete))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/tokenize", post(tokenize::tokenize))
         .route("/detokenize", post(tokenize::detokenize))
@@ -99,7 +106,8 @@ fn routes() -> Router<AppState> {
 }
 
 /// Wraps `routes` in what every request passes through, outermost first: the request span, CORS (only
-/// for configured origins), panic containment, the body limit, and API-key auth.
+/// for configured origins), Anthropic's error shape under `/v1/messages`, panic containment, the body
+/// limit, and API-key auth.
 pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let cors = (!state.config.cors_allow_origins.is_empty()).then(|| {
         let origins = state.config.cors_allow_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
@@ -109,6 +117,7 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn(messages::error_shape))
         .layer(option_layer(cors))
         .layer(middleware::from_fn(request_span))
         .with_state(state)

@@ -1,4 +1,5 @@
-//! API keys: when any is configured, every route but the probes needs `Authorization: Bearer <key>`.
+//! API keys: when any is configured, every route but the probes needs `Authorization: Bearer <key>` (or
+//! Anthropic's `x-api-key: <key>`).
 //!
 //! Keys are compared in constant time (every byte of every key is read whatever matches), and are never
 //! logged: logs and metrics see only the key's name.
@@ -12,6 +13,9 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+
+/// Anthropic's key header.
+const X_API_KEY: &str = "x-api-key";
 
 /// Routes that answer without a key: liveness and readiness probes reveal nothing else.
 const OPEN_ROUTES: [&str; 2] = ["/health", "/ready"];
@@ -82,15 +86,14 @@ pub async fn require_key(State(state): State<AppState>, mut request: Request, ne
     if !state.keys.enabled() || OPEN_ROUTES.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let bearer = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(bearer) = bearer else {
-        return ApiError::Unauthorized("You didn't provide an API key. Send it as `Authorization: Bearer KEY`.".into())
-            .into_response();
+    let headers = request.headers();
+    let bearer = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    let presented = bearer.or_else(|| headers.get(X_API_KEY).and_then(|v| v.to_str().ok())).map(str::trim);
+    let Some(bearer) = presented else {
+        return ApiError::Unauthorized(
+            "You didn't provide an API key. Send it as `Authorization: Bearer KEY` or `x-api-key: KEY`.".into(),
+        )
+        .into_response();
     };
     match state.keys.check(bearer) {
         Some(name) => {

@@ -7,6 +7,8 @@ use hearth_engine::EngineConfig;
 use hearth_models::WeightFormat;
 use serde::Deserialize;
 
+use crate::response_store::StoreLimits;
+
 /// The default chat model, as `scripts/fetch-models.sh` saves it.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The default embedding model directory, as `scripts/fetch-models.sh` saves it; served when present.
@@ -75,6 +77,16 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT [default: 30].
     #[arg(long, env = "HEARTH_SHUTDOWN_GRACE_SECONDS")]
     pub shutdown_grace_seconds: Option<u64>,
+    /// Most Responses-API responses kept in memory for retrieval and `previous_response_id`; 0 keeps none
+    /// [default: 1000].
+    #[arg(long, env = "HEARTH_RESPONSES_STORE_ENTRIES")]
+    pub responses_store_entries: Option<usize>,
+    /// Most memory the stored responses take, e.g. `64MiB` [default: 64MiB].
+    #[arg(long, env = "HEARTH_RESPONSES_STORE_MEMORY", value_parser = parse_size)]
+    pub responses_store_memory: Option<u64>,
+    /// Seconds a stored response is kept [default: 3600].
+    #[arg(long, env = "HEARTH_RESPONSES_STORE_TTL_SECONDS")]
+    pub responses_store_ttl_seconds: Option<u64>,
     /// PEM certificate chain (leaf first) to serve HTTPS with; needs --tls-key [default: plain HTTP].
     #[arg(long, env = "HEARTH_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -97,6 +109,9 @@ pub struct ServeArgs {
     /// base model that has none) [default: the GGUF's `tokenizer.chat_template`].
     #[arg(long, env = "HEARTH_CHAT_TEMPLATE")]
     pub chat_template: Option<PathBuf>,
+    /// Whether answers' `<think>` reasoning is split from their content [default: auto].
+    #[arg(long, env = "HEARTH_REASONING", value_enum)]
+    pub reasoning: Option<Reasoning>,
     /// Most sequences generating at once [default: 16].
     #[arg(long, env = "HEARTH_MAX_NUM_SEQS")]
     pub max_num_seqs: Option<usize>,
@@ -168,6 +183,19 @@ impl From<Weights> for WeightFormat {
     }
 }
 
+/// Whether the model's `<think>…</think>` reasoning is returned apart from the answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reasoning {
+    /// When the chat template writes `<think>` and the vocabulary has both tags as tokens.
+    #[default]
+    Auto,
+    /// Never: reasoning stays in the content.
+    Off,
+    /// Always: the vocabulary must have both tags as tokens.
+    Think,
+}
+
 /// The config file; every key optional, unknown keys rejected (a typo must not pass silently).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,6 +218,9 @@ struct FileServer {
     request_timeout_seconds: Option<f64>,
     max_tokens_limit: Option<usize>,
     shutdown_grace_seconds: Option<u64>,
+    responses_store_entries: Option<usize>,
+    responses_store_memory: Option<String>,
+    responses_store_ttl_seconds: Option<u64>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
@@ -203,6 +234,7 @@ struct FileModel {
     served_model_name: Option<String>,
     weights: Option<Weights>,
     chat_template: Option<PathBuf>,
+    reasoning: Option<Reasoning>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +288,8 @@ pub struct ServerConfig {
     pub max_tokens_limit: Option<usize>,
     /// Seconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_seconds: u64,
+    /// The bounds of the Responses API's store.
+    pub responses_store: StoreLimits,
     /// The certificate and key HTTPS is served with; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
     /// Log format.
@@ -284,6 +318,8 @@ pub struct ModelConfig {
     pub weights: WeightFormat,
     /// A chat template file replacing the GGUF's own.
     pub chat_template: Option<PathBuf>,
+    /// Whether reasoning is split from the answer.
+    pub reasoning: Reasoning,
     /// The embedding model served beside the chat model, if any.
     pub embedding: Option<EmbeddingModelConfig>,
 }
@@ -332,6 +368,7 @@ impl Config {
         let defaults = EngineConfig::default();
         let weights = args.weights.or(model.weights).unwrap_or(Weights::AsStored).into();
         let chat_template = args.chat_template.clone().or(model.chat_template);
+        let reasoning = args.reasoning.or(model.reasoning).unwrap_or_default();
         let mut model = if args.model.is_empty() {
             let embedding = file.embedding_model.unwrap_or_default();
             ModelConfig {
@@ -339,6 +376,7 @@ impl Config {
                 served_model_name: args.served_model_name.first().cloned().or(model.served_model_name),
                 weights,
                 chat_template: None,
+                reasoning: Reasoning::Auto,
                 embedding: Some(EmbeddingModelConfig {
                     optional: embedding.path.is_none(),
                     path: embedding.path.unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.into()),
@@ -352,6 +390,7 @@ impl Config {
             anyhow::bail!("--chat-template {}: no such file", path.display());
         }
         model.chat_template = chat_template;
+        model.reasoning = reasoning;
         Ok(Self {
             server: ServerConfig {
                 host: args.host.clone().or(server.host).unwrap_or_else(|| "127.0.0.1".into()),
@@ -367,6 +406,19 @@ impl Config {
                     .map(std::time::Duration::from_secs_f64),
                 max_tokens_limit: args.max_tokens_limit.or(server.max_tokens_limit),
                 shutdown_grace_seconds: args.shutdown_grace_seconds.or(server.shutdown_grace_seconds).unwrap_or(30),
+                responses_store: StoreLimits {
+                    entries: args.responses_store_entries.or(server.responses_store_entries).unwrap_or(1000),
+                    bytes: match (args.responses_store_memory, &server.responses_store_memory) {
+                        (Some(bytes), _) => bytes,
+                        (None, Some(text)) => {
+                            parse_size(text).map_err(|e| anyhow::anyhow!("responses_store_memory: {e}"))?
+                        }
+                        (None, None) => 64 << 20,
+                    } as usize,
+                    ttl: std::time::Duration::from_secs(
+                        args.responses_store_ttl_seconds.or(server.responses_store_ttl_seconds).unwrap_or(3600),
+                    ),
+                },
                 tls: tls_files(args.tls_cert.clone().or(server.tls_cert), args.tls_key.clone().or(server.tls_key))?,
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),
@@ -423,7 +475,7 @@ fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat)
         served_model_name,
         optional: false,
     });
-    Ok(ModelConfig { path, served_model_name, weights, chat_template: None, embedding })
+    Ok(ModelConfig { path, served_model_name, weights, chat_template: None, reasoning: Reasoning::Auto, embedding })
 }
 
 /// Both TLS files or neither, each an existing file.

@@ -1,4 +1,4 @@
-//! A JSON body extractor whose every failure is an [`ApiError`] in OpenAI's shape.
+//! Extractors whose every failure is an [`ApiError`] in OpenAI's shape: the JSON body and path segments.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -38,4 +38,19 @@ fn json_error(e: &serde_json::Error) -> ApiError {
         "Invalid request body"
     };
     ApiError::Invalid { message: format!("{prefix}: {message}"), param, code: None }
+}
+
+/// Like `axum::extract::Path`, but a segment that cannot be read (not UTF-8 once decoded, or not the
+/// expected type) is a 400 error object naming the path, never axum's plain-text rejection.
+#[derive(Debug, Clone)]
+pub struct AppPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for AppPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| AppPath(p.0)).map_err(|rejection| {
+            ApiError::Invalid { message: format!("Invalid path: {}", rejection.body_text()), param: None, code: None }
+        })
+    }
 }

@@ -16,11 +16,13 @@
 //! - [`extract`] — the JSON extractor whose rejection is an `ApiError`.
 //! - [`prepare`] — wire request → validated `GenerateRequest` (template, tokenize, limits).
 //! - [`stream`] — engine events → text pieces (incremental decode, stop strings).
-//! - [`tool_calls`] — a chat answer's pieces with its function calls parsed out.
-//! - [`routes`] — the handlers.
+//! - [`answer`] — a chat answer's pieces: reasoning split off, function calls parsed out.
+//! - [`routes`] — the handlers: OpenAI's chat, completions, Responses and embeddings, Anthropic's Messages.
+//! - [`response_store`] — the Responses API's bounded in-memory store.
 //! - [`error`] — `ApiError`, the one status/body/SSE mapping.
 #![warn(missing_docs)]
 
+pub mod answer;
 pub mod app;
 pub mod auth;
 pub mod bench_model;
@@ -31,10 +33,10 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod prepare;
+pub mod response_store;
 pub mod routes;
 pub mod stream;
 pub mod tls;
-pub mod tool_calls;
 
 use std::sync::Arc;
 
@@ -56,6 +58,7 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         config.model.served_model_name.clone(),
         config.model.weights,
         config.model.chat_template.as_deref(),
+        config.model.reasoning,
     )?;
     tracing::info!(
         model = %served.id,
@@ -113,6 +116,7 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         lifecycle: Arc::default(),
         config: Arc::new(config.server.clone()),
         preparation: prepare::PreparePool::per_core(config.engine.limits.max_waiting),
+        responses: Arc::new(response_store::ResponseStore::new(config.server.responses_store)),
     })
 }
 

@@ -3,8 +3,10 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::config::Reasoning;
 use hearth_engine::{EmbedConfig, EmbedHandle};
 use hearth_models::{BertEmbedder, CausalLm, GgufFile, WeightFormat};
+use hearth_structured::reasoning::{self, ThinkTokens};
 use hearth_structured::tools::Family;
 use hearth_structured::Structured;
 use hearth_text::{ChatTemplate, EmbeddingTokenizer, GgufVocab, TokenType, Tokenizer};
@@ -28,6 +30,8 @@ pub struct ServedModel {
     /// The call format the chat template renders tools in itself; `None` when it has no tool support we
     /// know, so Hearth's documented format is used.
     pub native_tools: Option<Family>,
+    /// The reasoning tags, when answers' reasoning is split from their content.
+    pub thinking: Option<ThinkTokens>,
 }
 
 /// Reads a GGUF file: returns the model for the engine and the text side for the server. `chat_template`
@@ -37,6 +41,7 @@ pub fn load(
     id: Option<String>,
     format: WeightFormat,
     chat_template: Option<&Path>,
+    reasoning: Reasoning,
 ) -> anyhow::Result<(ServedModel, Box<dyn CausalLm>)> {
     let file = GgufFile::open(path)?;
     let vocab = vocab(&file)?;
@@ -51,13 +56,32 @@ pub fn load(
     };
     let template = source.map(|source| ChatTemplate::new(&source, &token(vocab.bos), &token(vocab.eos))).transpose()?;
     let native_tools = template.as_ref().and_then(|t| Family::of_template(t.source()).filter(|_| t.supports_tools()));
+    let thinking = thinking(&vocab, template.as_ref(), reasoning)?;
     let model = hearth_models::load(&file, format)?;
     let eos = vocab.eos.or_else(|| tokenizer.end_of_generation().first().copied()).unwrap_or(0);
     let structured = Structured::new(&tokenizer, eos)?;
     let id = id.unwrap_or_else(|| default_id(path));
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let context_length = model.info().context_length;
-    Ok((ServedModel { id, created, context_length, tokenizer, template, structured, native_tools }, model))
+    let served = ServedModel { id, created, context_length, tokenizer, template, structured, native_tools, thinking };
+    Ok((served, model))
+}
+
+/// The reasoning tags to split answers at, as `reasoning` asks: `auto` when the template writes `<think>`.
+fn thinking(
+    vocab: &GgufVocab,
+    template: Option<&ChatTemplate>,
+    reasoning: Reasoning,
+) -> anyhow::Result<Option<ThinkTokens>> {
+    let id = |tag: &str| vocab.tokens.iter().position(|t| t == tag).and_then(|i| u32::try_from(i).ok());
+    let tokens = id(reasoning::OPEN).zip(id(reasoning::CLOSE)).map(|(open, close)| ThinkTokens { open, close });
+    match reasoning {
+        Reasoning::Off => Ok(None),
+        Reasoning::Auto => Ok(tokens.filter(|_| template.is_some_and(|t| t.source().contains(reasoning::OPEN)))),
+        Reasoning::Think => tokens
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("--reasoning think: the vocabulary has no `<think>` and `</think>` tokens")),
+    }
 }
 
 /// The embedding model as the HTTP layer sees it: identity, tokenizer, and its worker.

@@ -47,6 +47,8 @@ pub enum Piece {
         choice: usize,
         /// Why it ended.
         reason: FinishReason,
+        /// The stop string that ended it, if one did.
+        stop: Option<String>,
     },
     /// Every choice ended; nothing follows.
     Done {
@@ -126,6 +128,7 @@ impl State {
     fn finish(&mut self, choice: usize, reason: FinishReason) {
         let c = &mut self.choices[choice];
         c.finish = Some(reason);
+        let stop = c.stop.matched().map(str::to_string);
         if let Some(text) = &c.logged {
             tracing::info!(completion = %text, choice, ?reason, "completion");
         }
@@ -133,7 +136,7 @@ impl State {
         if !tokens.is_empty() {
             self.ready.push_back(Ok(Piece::Text { choice, text: String::new(), tokens }));
         }
-        self.ready.push_back(Ok(Piece::Finish { choice, reason }));
+        self.ready.push_back(Ok(Piece::Finish { choice, reason, stop }));
         if let Some(events) = &self.events {
             events.cancel(choice);
         }

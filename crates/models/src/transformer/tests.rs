@@ -40,7 +40,7 @@ fn k_quant_models_match_their_dequantized_weights() {
     std::fs::create_dir_all(&dir).unwrap();
     let prompt = [72u32, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100];
     for weights in [GgmlDType::Q4K, GgmlDType::Q5K, GgmlDType::Q6K, GgmlDType::Q3K, GgmlDType::Q2K] {
-        let spec = TinySpec { dim: 256, ffn: 512, weights, dequantized: false, head_scale: Some(0.5) };
+        let spec = TinySpec { dim: 256, ffn: 512, weights, head_scale: Some(0.5), ..TinySpec::default() };
         let load = |spec: TinySpec, name: &str| {
             let path = write_llama_with(&dir, 5, spec, name).unwrap();
             crate::arch::llama::load(&GgufFile::open(&path).unwrap(), WeightFormat::AsStored).unwrap()

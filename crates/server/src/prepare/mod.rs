@@ -5,13 +5,23 @@
 //! - [`limits`] — the bounds on fields whose size drives memory or CPU.
 //! - [`pool`] — [`PreparePool`], the bounded workers all of this runs on.
 //! - [`tools`] — `tools`, `tool_choice` and tool history.
+//! - `embeddings` — `/v1/embeddings` inputs as token ids, within the model's and the request's limits.
+//! - `messages`, `responses` — Anthropic's Messages and OpenAI's Responses requests as the chat requests
+//!   they mean.
 //!
 //! Tokenizing stops as soon as a prompt proves longer than the context, so the work a request costs is
 //! in proportion to what could be served, however long its text.
 
+mod embeddings;
 pub mod limits;
+mod messages;
 pub mod pool;
+mod responses;
 mod tools;
+
+pub use embeddings::embedding_inputs;
+pub use messages::{count_tokens, messages};
+pub use responses::{responses, responses_output};
 
 pub use pool::PreparePool;
 
@@ -20,13 +30,14 @@ use hearth_protocol::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, DetokenizeRequest, JsonSchemaFormat, MessageContent, Prompt,
     ResponseFormat, SamplingOptions, TokenizeRequest,
 };
-use hearth_structured::tools::Family;
+use hearth_structured::reasoning::{self, ReasoningStart};
 use hearth_structured::OutputFormat;
 use hearth_text::{ChatTemplate, PromptMessage, RenderedPrompt, TokenizerError};
 use tools::ToolStyle;
 
+use crate::answer::AnswerFormat;
 use crate::error::ApiError;
-use crate::model::{ServedEmbedder, ServedModel};
+use crate::model::ServedModel;
 
 /// Most choices per prompt.
 const MAX_N: i64 = 16;
@@ -42,8 +53,8 @@ pub struct PreparedChat {
     pub generate: GenerateRequest,
     /// What the response writer needs.
     pub output: OutputOptions,
-    /// The format to parse function calls in, when the request offers functions.
-    pub calls: Option<Family>,
+    /// How the answer's reasoning and function calls are parsed.
+    pub answer: AnswerFormat,
 }
 
 /// A validated legacy completion request: one engine request per prompt.
@@ -106,6 +117,7 @@ pub fn chat(
         }
     }
     let rendered = render_chat(model, &messages, &definitions, true, req.chat_template_kwargs.as_ref())?;
+    let reasoning = model.thinking.map(|_| reasoning_start(&rendered.text));
     let prompt = model
         .tokenizer
         .encode_prompt_within(&rendered, model.context_length)
@@ -126,8 +138,23 @@ pub fn chat(
             (constraint, None)
         }
     };
+    // A thinking model's reasoning runs free; the constraint shapes the answer after it.
+    let constraint = match (constraint, model.thinking, reasoning) {
+        (Some(c), Some(tokens), Some(start)) => Some(reasoning::after_reasoning(c, tokens, start)),
+        (constraint, ..) => constraint,
+    };
     let generate = GenerateRequest { prompt, max_tokens, n: output.n, sampling, stop_tokens, constraint };
-    Ok(PreparedChat { generate, output, calls })
+    Ok(PreparedChat { generate, output, answer: AnswerFormat { calls, reasoning } })
+}
+
+/// Where a thinking model's answer starts: inside its reasoning when the prompt opened `<think>` last
+/// (DeepSeek-R1's generation prompt), else free to open it (Qwen3; with thinking off its template closes
+/// an empty one).
+fn reasoning_start(prompt: &str) -> ReasoningStart {
+    match (prompt.rfind(reasoning::OPEN), prompt.rfind(reasoning::CLOSE)) {
+        (Some(open), close) if close.is_none_or(|close| close < open) => ReasoningStart::Inside,
+        _ => ReasoningStart::MayOpen,
+    }
 }
 
 /// The structured output a `response_format` demands; `None` for free text.
@@ -209,6 +236,9 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel, echo: bool) -> Resul
         Ok((ids, echo.then(|| text.to_string())))
     };
     let from_ids = |ids: &[i64]| -> Result<PromptTokens, ApiError> {
+        if ids.is_empty() {
+            return Err(ApiError::invalid("prompt", "a prompt of token ids must hold at least one token"));
+        }
         let ids = token_ids("prompt", ids, tokenizer.vocab_size())?;
         let text = echo.then(|| tokenizer.decode(&ids)).transpose().map_err(|e| ApiError::Internal(e.to_string()))?;
         Ok((ids, text))
@@ -230,72 +260,6 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel, echo: bool) -> Resul
             (true, None) => Err(ApiError::invalid("prompt", "a prompt must contain at least one token")),
         })
         .collect()
-}
-
-/// Each input of an embedding request as token ids, every one non-empty and within the model's limit,
-/// and all of them within [`limits::MAX_EMBEDDING_TOKENS`].
-pub fn embedding_inputs(input: &Prompt, model: &ServedEmbedder) -> Result<Vec<Vec<u32>>, ApiError> {
-    use limits::{MAX_EMBEDDING_INPUTS, MAX_EMBEDDING_TOKENS};
-    let limit = model.worker.info().max_tokens;
-    let vocab = model.tokenizer.vocab_size();
-    let count = match input {
-        Prompt::Text(_) | Prompt::Tokens(_) => 1,
-        Prompt::Texts(texts) => texts.len(),
-        Prompt::TokenLists(lists) => lists.len(),
-    };
-    if count == 0 || count > MAX_EMBEDDING_INPUTS {
-        return Err(ApiError::invalid(
-            "input",
-            format!("`input` must hold 1 to {MAX_EMBEDDING_INPUTS} inputs, got {count}"),
-        ));
-    }
-    let too_long = |i: usize, tokens: String| {
-        ApiError::Invalid {
-        message: format!(
-            "This model's maximum context length is {limit} tokens, however input {i} has {tokens} tokens. Please reduce the length of the input."
-        ),
-        param: Some("input".into()),
-        code: Some("context_length_exceeded"),
-    }
-    };
-    let encode = |i: usize, text: &String| {
-        if text.is_empty() {
-            return Err(ApiError::invalid("input", "`input` must not contain empty strings"));
-        }
-        model.tokenizer.encode_within(text, limit).map_err(|e| match e {
-            TokenizerError::TooLong { at_least, .. } => too_long(i, format!("at least {at_least}")),
-            TokenizerError::Uncut { .. } => ApiError::invalid("input", format!("input {i}: {e}")),
-            e => ApiError::Internal(e.to_string()),
-        })
-    };
-    let ids = |ids: &Vec<i64>| token_ids("input", ids, vocab);
-    let (mut inputs, mut total) = (Vec::with_capacity(count), 0usize);
-    for i in 0..count {
-        let tokens = match input {
-            Prompt::Text(text) => encode(i, text)?,
-            Prompt::Texts(texts) => encode(i, &texts[i])?,
-            Prompt::Tokens(tokens) => ids(tokens)?,
-            Prompt::TokenLists(lists) => ids(&lists[i])?,
-        };
-        if tokens.is_empty() {
-            return Err(ApiError::invalid("input", format!("input {i} has no tokens")));
-        }
-        if tokens.len() > limit {
-            return Err(too_long(i, tokens.len().to_string()));
-        }
-        total += tokens.len();
-        if total > MAX_EMBEDDING_TOKENS {
-            return Err(ApiError::invalid(
-                "input",
-                format!(
-                    "the inputs may hold at most {MAX_EMBEDDING_TOKENS} tokens together; the first {} hold {total}",
-                    i + 1
-                ),
-            ));
-        }
-        inputs.push(tokens);
-    }
-    Ok(inputs)
 }
 
 /// The token ids of a `/tokenize` request's prompt or conversation.

@@ -15,6 +15,7 @@ use hearth_protocol::{
     TopLogprob, Usage,
 };
 
+use crate::answer::{chat_pieces, ChatPiece};
 use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
@@ -24,7 +25,6 @@ use crate::routes::generation::{
     done_event, json_event, prepare_blocking, sse_response, submit, token_text, ResponseMeta,
 };
 use crate::stream::{Piece, TokenInfo};
-use crate::tool_calls::{chat_pieces, ChatPiece};
 
 /// The handler.
 pub async fn create(
@@ -42,7 +42,7 @@ pub async fn create(
     let prepared = prepare_blocking(&state, move || prepare::chat(&req, &model, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.calls, output.n);
+    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, output.n);
     let meta = ResponseMeta::new("chatcmpl", &state.model.id);
     if output.stream {
         Ok(sse_response(sse_events(state, pieces, meta, &output)))
@@ -74,6 +74,7 @@ fn logprobs_of(state: &AppState, tokens: &[TokenInfo]) -> Vec<TokenLogprob> {
 #[derive(Default)]
 struct Folded {
     content: String,
+    reasoning: Option<String>,
     calls: Vec<ToolCall>,
     tokens: Vec<TokenLogprob>,
     reason: Option<FinishReason>,
@@ -86,7 +87,13 @@ impl Folded {
         let tool_calls = (!self.calls.is_empty()).then_some(self.calls);
         ChatChoice {
             index: index as u32,
-            message: AssistantMessage { role: "assistant".into(), content, tool_calls },
+            message: AssistantMessage {
+                role: "assistant".into(),
+                content,
+                reasoning_content: self.reasoning.clone(),
+                reasoning: self.reasoning,
+                tool_calls,
+            },
             finish_reason: self.reason.unwrap_or(FinishReason::Stop),
             logprobs: logprobs.then_some(ChoiceLogprobs { content: Some(self.tokens) }),
         }
@@ -109,6 +116,9 @@ async fn fold(
                 choices[choice].content.push_str(&text);
                 choices[choice].tokens.extend(logprobs_of(state, &tokens));
             }
+            ChatPiece::Reasoning { choice, text } => {
+                choices[choice].reasoning.get_or_insert_with(String::new).push_str(&text);
+            }
             ChatPiece::Call { choice, id, name, .. } => choices[choice].calls.push(ToolCall {
                 id,
                 kind: "function".into(),
@@ -117,7 +127,7 @@ async fn fold(
             ChatPiece::Arguments { choice, index, text } => {
                 choices[choice].calls[index].function.arguments.push_str(&text);
             }
-            ChatPiece::Piece(Piece::Finish { choice, reason }) => choices[choice].reason = Some(reason),
+            ChatPiece::Piece(Piece::Finish { choice, reason, .. }) => choices[choice].reason = Some(reason),
             ChatPiece::Piece(Piece::Done { usage }) => {
                 let choices = choices
                     .into_iter()
@@ -157,7 +167,7 @@ fn sse_events(
             usage: None,
         }
     };
-    let role = Delta { role: Some("assistant".into()), content: Some(String::new()), tool_calls: None };
+    let role = Delta { role: Some("assistant".into()), content: Some(String::new()), ..Delta::default() };
     let first: Vec<SseEvent> = (0..n).map(|i| json_event(&chunk(i, role.clone(), None, None))).collect();
     let call = |delta: ToolCallDelta| Delta { tool_calls: Some(vec![delta]), ..Delta::default() };
     let body = pieces.flat_map(move |piece| {
@@ -165,6 +175,10 @@ fn sse_events(
             Ok(ChatPiece::Piece(Piece::Text { choice, text, tokens })) => {
                 let lp = logprobs.then(|| ChoiceLogprobs { content: Some(logprobs_of(&state, &tokens)) });
                 vec![json_event(&chunk(choice, Delta { content: Some(text), ..Delta::default() }, None, lp))]
+            }
+            Ok(ChatPiece::Reasoning { choice, text }) => {
+                let delta = Delta { reasoning_content: Some(text.clone()), reasoning: Some(text), ..Delta::default() };
+                vec![json_event(&chunk(choice, delta, None, None))]
             }
             Ok(ChatPiece::Call { choice, index, id, name }) => {
                 let function = FunctionCallDelta { name: Some(name), arguments: Some(String::new()) };
@@ -177,7 +191,7 @@ fn sse_events(
                 let delta = ToolCallDelta { index: index as u32, id: None, kind: None, function };
                 vec![json_event(&chunk(choice, call(delta), None, None))]
             }
-            Ok(ChatPiece::Piece(Piece::Finish { choice, reason })) => {
+            Ok(ChatPiece::Piece(Piece::Finish { choice, reason, .. })) => {
                 vec![json_event(&chunk(choice, Delta::default(), Some(reason), None))]
             }
             Ok(ChatPiece::Piece(Piece::Done { usage })) => {

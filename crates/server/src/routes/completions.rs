@@ -62,7 +62,7 @@ pub async fn create(
 fn offset(piece: Result<Piece, ApiError>, by: usize) -> Result<Piece, ApiError> {
     piece.map(|piece| match piece {
         Piece::Text { choice, text, tokens } => Piece::Text { choice: choice + by, text, tokens },
-        Piece::Finish { choice, reason } => Piece::Finish { choice: choice + by, reason },
+        Piece::Finish { choice, reason, stop } => Piece::Finish { choice: choice + by, reason, stop },
         done => done,
     })
 }
@@ -169,7 +169,7 @@ async fn fold(
                     all.text_offset.extend(new.text_offset);
                 }
             }
-            Piece::Finish { choice, reason } => choices[choice].finish_reason = Some(reason),
+            Piece::Finish { choice, reason, .. } => choices[choice].finish_reason = Some(reason),
             Piece::Done { usage } => {
                 for c in &mut choices {
                     c.finish_reason.get_or_insert(FinishReason::Stop);
@@ -210,7 +210,7 @@ fn sse_events(
                 let logprobs = writer.logprobs(index, &tokens);
                 vec![json_event(&writer.body(vec![choice(index, text, logprobs, None)], None))]
             }
-            Ok(Piece::Finish { choice: index, reason }) => {
+            Ok(Piece::Finish { choice: index, reason, .. }) => {
                 let logprobs = writer.logprobs.then(CompletionLogprobs::default);
                 vec![json_event(&writer.body(vec![choice(index, String::new(), logprobs, Some(reason))], None))]
             }

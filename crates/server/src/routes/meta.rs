@@ -1,6 +1,6 @@
 //! `GET /v1/models`, `GET /v1/models/{id}` and `GET /health`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -8,6 +8,7 @@ use hearth_protocol::{Model, ModelList};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::extract::AppPath;
 
 /// Every served model: the chat model first, then the embedding model.
 fn entries(state: &AppState) -> Vec<Model> {
@@ -32,7 +33,7 @@ pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
 }
 
 /// One served model, or 404.
-pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Model>, ApiError> {
+pub async fn retrieve(State(state): State<AppState>, AppPath(id): AppPath<String>) -> Result<Json<Model>, ApiError> {
     entries(&state).into_iter().find(|m| m.id == id).map(Json).ok_or(ApiError::ModelNotFound(id))
 }
 

@@ -4,5 +4,7 @@ pub mod chat;
 pub mod completions;
 pub mod embeddings;
 pub mod generation;
+pub mod messages;
 pub mod meta;
+pub mod responses;
 pub mod tokenize;

@@ -1,0 +1,148 @@
+//! OpenAI's Responses API: `POST /v1/responses`, `GET` and `DELETE /v1/responses/{id}`. A request
+//! (after the stored conversation it continues, if any) runs the one chat path ([`prepare::responses`]
+//! → engine → [`chat_pieces`]), and its pieces are written as the response object or its typed events by
+//! [`events::ResponseWriter`].
+
+pub mod events;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::sse::Event as SseEvent;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::{Stream, StreamExt};
+use hearth_protocol::responses::{DeletedResponse, ResponsesRequest};
+use hearth_protocol::ChatMessage;
+use serde_json::Value;
+
+use crate::answer::{chat_pieces, ChatPiece};
+use crate::app::AppState;
+use crate::auth::KeyName;
+use crate::error::ApiError;
+use crate::extract::{AppJson, AppPath};
+use crate::prepare;
+use crate::response_store::Stored;
+use crate::routes::generation::{prepare_blocking, sse_response, submit};
+use events::ResponseWriter;
+
+/// `POST /v1/responses`.
+pub async fn create(
+    State(state): State<AppState>,
+    key: Option<Extension<KeyName>>,
+    AppJson(req): AppJson<ResponsesRequest>,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    state.accept_generation(&req.model)?;
+    if state.config.log_content {
+        tracing::info!(input = ?req.input, instructions = ?req.instructions, "responses request");
+    }
+    let history = match &req.previous_response_id {
+        Some(id) => state.responses.get(id).ok_or_else(|| not_found(id))?.conversation,
+        None => Arc::new(Vec::new()),
+    };
+    let model = state.model.clone();
+    let max_tokens_limit = state.config.max_tokens_limit;
+    let request = req.clone();
+    let (prepared, conversation) =
+        prepare_blocking(&state, move || prepare::responses(&request, &history, &model, max_tokens_limit)).await?;
+    let output = prepared.output;
+    let key = key.map(|Extension(KeyName(name))| name);
+    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, 1);
+    let tokenizer = state.model.tokenizer.clone();
+    let writer = ResponseWriter::new(&req, &state.model.id, move |text| {
+        tokenizer.encode_text(text).map_or(0, |ids| ids.len() as u32)
+    });
+    let keep = Keep { state: state.clone(), conversation, store: req.store.unwrap_or(true) };
+    if output.stream {
+        Ok(sse_response(sse_events(writer, pieces, keep)))
+    } else {
+        let response = fold(writer, pieces).await?;
+        keep.store(&response);
+        Ok(Json(response).into_response())
+    }
+}
+
+/// `GET /v1/responses/{id}`.
+pub async fn retrieve(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<hearth_protocol::responses::Response>, ApiError> {
+    state.responses.get(&id).map(|s| Json(s.response)).ok_or_else(|| not_found(&id))
+}
+
+/// `DELETE /v1/responses/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    match state.responses.delete(&id) {
+        true => Ok(Json(DeletedResponse { id, object: "response".into(), deleted: true })),
+        false => Err(not_found(&id)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("Response with id '{id}' not found."))
+}
+
+/// What storing a finished response needs.
+struct Keep {
+    state: AppState,
+    conversation: Vec<ChatMessage>,
+    store: bool,
+}
+
+impl Keep {
+    /// Stores a finished response with its conversation (its own output appended), when asked to.
+    fn store(self, response: &hearth_protocol::responses::Response) {
+        if !self.store || response.status == "failed" {
+            return;
+        }
+        let mut conversation = self.conversation;
+        conversation.extend(prepare::responses_output(&response.output));
+        let stored = Stored { response: response.clone(), conversation: Arc::new(conversation) };
+        self.state.responses.insert(stored);
+    }
+}
+
+/// The whole response: every piece through the writer, its events dropped.
+async fn fold(
+    mut writer: ResponseWriter,
+    pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
+) -> Result<hearth_protocol::responses::Response, ApiError> {
+    let mut pieces = std::pin::pin!(pieces);
+    while let Some(piece) = pieces.next().await {
+        writer.piece(piece?);
+    }
+    writer.finished().ok_or_else(|| ApiError::Internal("generation ended without a finish reason".into()))
+}
+
+/// The typed event stream, stored once it completes.
+fn sse_events(
+    mut writer: ResponseWriter,
+    pieces: impl Stream<Item = Result<ChatPiece, ApiError>> + Send + 'static,
+    keep: Keep,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static {
+    let first: Vec<SseEvent> = writer.start().iter().map(sse).collect();
+    let mut keep = Some(keep);
+    let body = pieces.flat_map(move |piece| {
+        let events = match piece {
+            Ok(piece) => writer.piece(piece),
+            Err(error) => writer.failed(&error),
+        };
+        if let (Some(response), true) = (writer.result(), keep.is_some()) {
+            keep.take().expect("checked").store(response);
+        }
+        futures::stream::iter(events.iter().map(sse).collect::<Vec<_>>())
+    });
+    futures::stream::iter(first).chain(body).map(Ok)
+}
+
+/// One event; the `event:` line repeats its `type`.
+fn sse(event: &Value) -> SseEvent {
+    let name = event["type"].as_str().unwrap_or("message").to_string();
+    SseEvent::default().event(name).json_data(event).expect("events serialize")
+}
