@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # Runs every test: fetches what the tests need if it is missing (the models, a virtualenv with the
-# official OpenAI Python SDK and the `gguf` and `numpy` packages that write the tiny model-family files),
-# then the whole workspace's tests in the release profile, which
-# shares its build with `cargo run --release`.
+# official OpenAI and Anthropic Python SDKs, LangChain's OpenAI and Anthropic chat models, and the `gguf` and
+# `numpy` packages that write the tiny model-family files), then the whole workspace's tests in the release
+# profile, which shares its build with `cargo run --release`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 ./scripts/fetch-models.sh
+# The SDK suites (tests/sdk) drive the server with the `openai` and `anthropic` SDKs and with LangChain's
+# ChatOpenAI (Responses API) and ChatAnthropic; an older .venv that lacks any of them is brought up to date.
+# Their lower bounds are the versions the suites were written against (`anthropic` 2 takes `temperature` only
+# through `extra_body`, where langchain-anthropic 1.7 puts it) (langchain-openai 1.7 needs openai>=2.45).
 # gguf and numpy are pinned: tests/fixtures/family_models.py must write the very files llama.cpp was
 # measured on (tests check their SHA-256).
-if ! .venv/bin/python -c "import openai, httpx, gguf, numpy, importlib.metadata as m; assert (m.version('gguf'), numpy.__version__) == ('0.19.0', '2.4.6')" 2>/dev/null; then
-  echo "test: creating .venv with the OpenAI Python SDK, gguf and numpy"
+if ! .venv/bin/python -c "import openai, anthropic, langchain_openai, langchain_anthropic, httpx, gguf, numpy, importlib.metadata as m; assert (m.version('gguf'), numpy.__version__) == ('0.19.0', '2.4.6')" 2>/dev/null; then
+  echo "test: creating .venv with the OpenAI and Anthropic Python SDKs, LangChain, gguf and numpy"
   python3 -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=1.40,<3" "gguf==0.19.0" "numpy==2.4.6"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check "openai>=2.45,<3" "anthropic>=2.15,<3" \
+    "langchain-openai>=1.7,<2" "langchain-anthropic>=1.7,<2" "gguf==0.19.0" "numpy==2.4.6"
 fi
 # The e2e tests also start the real `hearth` binary, which `cargo test` does not build for another package.
 cargo build --release --bin hearth

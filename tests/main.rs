@@ -16,8 +16,8 @@
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
 //! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.
-//! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI
-//!   Python SDK (`tests/sdk/*.py`).
+//! - `sdk`: the real server on 127.0.0.1 with the real default model, driven by the official OpenAI and
+//!   Anthropic Python SDKs and LangChain (`tests/sdk/*.py`).
 //! - `signals`: the real `hearth` binary on the real default model, drained by a real SIGTERM.
 //! - `tls`: HTTPS in the real accept loop with self-signed certificates, on the tiny model.
 //! - `templates`: the chat templates the families ship, rendered as Hugging Face's jinja2 renders them

@@ -1,4 +1,5 @@
-//! The real server with the real default model, driven by the official OpenAI Python SDK.
+//! The real server with the real default model, driven by the official OpenAI and Anthropic Python SDKs
+//! and by LangChain's OpenAI (Responses API) and Anthropic chat models.
 
 use std::process::Command;
 
@@ -9,7 +10,7 @@ use hearth_server::config::EmbeddingModelConfig;
 use crate::util::{config, default_embedding_model, default_model, init, python, root};
 
 #[test]
-fn openai_python_sdk_suite() {
+fn python_sdk_suites() {
     init();
     let mut config = config(default_model(), WeightFormat::Q8_0);
     config.model.embedding =
@@ -30,24 +31,32 @@ fn openai_python_sdk_suite() {
         hearth_server::ServeOptions::plain(std::time::Duration::from_secs(30)),
     ));
 
-    let failed: Vec<&str> =
-        ["test_chat.py", "test_sampling.py", "test_embeddings.py", "test_structured.py", "test_tools.py"]
-            .into_iter()
-            .filter(|suite| {
-                let status = Command::new(python())
-                    .arg(root().join("tests/sdk").join(suite))
-                    .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
-                    .env("HEARTH_MODEL", &model_id)
-                    .env("HEARTH_EMBEDDING_MODEL", &embedding_id)
-                    .env("HEARTH_ROOT", root())
-                    .env("PYTHONUNBUFFERED", "1")
-                    .status()
-                    .expect("running a Python SDK suite");
-                !status.success()
-            })
-            .collect();
+    let failed: Vec<&str> = [
+        "test_chat.py",
+        "test_sampling.py",
+        "test_embeddings.py",
+        "test_structured.py",
+        "test_tools.py",
+        "test_responses.py",
+        "test_messages.py",
+        "test_langchain.py",
+    ]
+    .into_iter()
+    .filter(|suite| {
+        let status = Command::new(python())
+            .arg(root().join("tests/sdk").join(suite))
+            .env("HEARTH_BASE_URL", format!("http://{address}/v1"))
+            .env("HEARTH_MODEL", &model_id)
+            .env("HEARTH_EMBEDDING_MODEL", &embedding_id)
+            .env("HEARTH_ROOT", root())
+            .env("PYTHONUNBUFFERED", "1")
+            .status()
+            .expect("running a Python SDK suite");
+        !status.success()
+    })
+    .collect();
 
     let _ = stop.send(());
     runtime.block_on(server).unwrap().unwrap();
-    assert!(failed.is_empty(), "OpenAI SDK suites failed: {failed:?}");
+    assert!(failed.is_empty(), "Python SDK suites failed: {failed:?}");
 }

@@ -49,8 +49,8 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The Python interpreter with the packages the tests use (the OpenAI SDK, `gguf`, `numpy`):
-/// `HEARTH_PYTHON`, else the repository's `.venv`.
+/// The Python interpreter with the packages the tests use (the OpenAI and Anthropic SDKs, LangChain,
+/// `gguf`, `numpy`): `HEARTH_PYTHON`, else the repository's `.venv`.
 pub fn python() -> String {
     if let Ok(python) = std::env::var("HEARTH_PYTHON") {
         return python;
