@@ -143,6 +143,16 @@ async fn anthropic_clients_authenticate_with_x_api_key_and_get_anthropic_errors(
             assert_eq!(response.status(), StatusCode::OK, "{path} {key:?}");
         }
     }
+    // Each endpoint's traffic and errors are counted under its route.
+    let metrics = Request::builder().uri("/metrics").header("x-api-key", "sk-right").body(Body::empty()).unwrap();
+    let metrics = body_text(call_with(&state, metrics).await).await;
+    for line in [
+        r#"hearth_http_requests_total{endpoint="/v1/messages",status="401"} 6"#,
+        r#"hearth_http_requests_total{endpoint="/v1/messages",status="200"} 4"#,
+        r#"hearth_http_requests_total{endpoint="/v1/messages/count_tokens",status="200"} 2"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -115,12 +115,21 @@ pub fn layered(routes: Router<AppState>, state: AppState) -> Router {
     });
     routes
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), count_responses))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(messages::error_shape))
         .layer(option_layer(cors))
         .layer(middleware::from_fn(request_span))
         .with_state(state)
+}
+
+/// Counts each response under its route, so `/metrics` shows traffic and errors per endpoint.
+async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_string();
+    let response = next.run(request).await;
+    state.metrics.response(route, response.status().as_u16());
+    response
 }
 
 /// Opens the request's span (id from `x-request-id`, or a new one) and echoes the id back.

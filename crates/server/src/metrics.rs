@@ -64,6 +64,8 @@ struct Recorded {
     itl: Histogram,
     e2e: Histogram,
     keys: BTreeMap<String, KeyUsage>,
+    /// Responses by route (`unmatched` for unknown paths) and status.
+    http: BTreeMap<(String, u16), u64>,
 }
 
 /// Everything `/metrics` reports beyond the engine's live counters.
@@ -76,6 +78,11 @@ pub struct Metrics {
 impl Metrics {
     fn with<T>(&self, f: impl FnOnce(&mut Recorded) -> T) -> T {
         f(&mut self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Counts a response of `route` (a route pattern such as `/v1/messages`) with `status`.
+    pub fn response(&self, route: String, status: u16) {
+        self.with(|r| *r.http.entry((route, status)).or_default() += 1);
     }
 
     /// Counts a request refused at admission (429).
@@ -165,6 +172,10 @@ impl Metrics {
         r.ttft.render(&mut out, "hearth_time_to_first_token_seconds", "Time from request arrival to its first token.");
         r.itl.render(&mut out, "hearth_inter_token_latency_seconds", "Time between consecutive tokens of a request.");
         r.e2e.render(&mut out, "hearth_e2e_request_latency_seconds", "Time from request arrival to its last token.");
+        let _ = writeln!(out, "# HELP hearth_http_requests_total HTTP responses by endpoint and status.\n# TYPE hearth_http_requests_total counter");
+        for ((endpoint, status), count) in &r.http {
+            let _ = writeln!(out, "hearth_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}");
+        }
         let _ = writeln!(out, "# HELP hearth_key_requests_total Finished requests per API key name.\n# TYPE hearth_key_requests_total counter");
         for (key, usage) in &r.keys {
             let _ = writeln!(out, "hearth_key_requests_total{{key=\"{key}\"}} {}", usage.requests);
