@@ -237,6 +237,9 @@ async fn rejections_are_error_objects_naming_what_is_wrong() {
     }
     let (status, error) = post(&state, "/v1/responses", json!({"model": "tiny-llama", "input": []})).await;
     assert_eq!((status, error["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("input")), "{error}");
+    let hosted = json!({"model": "tiny-llama", "input": "hi", "tools": [{"type": "web_search"}]});
+    let (status, error) = post(&state, "/v1/responses", hosted).await;
+    assert_eq!((status, error["error"]["param"].as_str()), (StatusCode::BAD_REQUEST, Some("tools[0].type")), "{error}");
     let body = json!({"model": "tiny-llama", "input": "hi", "max_output_tokens": -1});
     let (status, error) = post(&state, "/v1/responses", body).await;
     assert_eq!(

@@ -118,28 +118,26 @@ fn response_format(format: &TextFormat) -> ResponseFormat {
     ResponseFormat { kind: format.kind.clone(), json_schema }
 }
 
+/// The tools in chat's shape; chat's checks name what is wrong (`tools[i].type` for hosted tools).
 fn tools(tools: &[FunctionTool]) -> Result<Vec<Tool>, ApiError> {
     tools
         .iter()
         .enumerate()
         .map(|(i, tool)| {
-            if tool.kind != "function" {
-                return Err(ApiError::invalid(
-                    format!("tools[{i}].type"),
-                    format!("tool type `{}` is not available here; only `function` tools are served", tool.kind),
-                ));
-            }
-            let name = tool
-                .name
-                .clone()
-                .ok_or_else(|| ApiError::invalid(format!("tools[{i}].name"), "a function tool needs `name`"))?;
+            let name = match (&tool.name, tool.kind.as_str()) {
+                (Some(name), _) => name.clone(),
+                (None, "function") => {
+                    return Err(ApiError::invalid(format!("tools[{i}].name"), "a function tool needs `name`"))
+                }
+                (None, _) => String::new(),
+            };
             let function = FunctionDefinition {
                 name,
                 description: tool.description.clone(),
                 parameters: tool.parameters.clone(),
                 strict: tool.strict,
             };
-            Ok(Tool { kind: "function".into(), function })
+            Ok(Tool { kind: tool.kind.clone(), function })
         })
         .collect()
 }
