@@ -254,8 +254,10 @@ fn seeds() -> Vec<Value> {
                 {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
                 {"type": "function_call_output", "call_id": "call_1", "output": "sunny"}],
             "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
-            "tool_choice": {"type": "function", "name": "get_weather"}, "metadata": {"k": "v"},
-            "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object"}}}}),
+            "tool_choice": {"type": "function", "name": "get_weather"}, "metadata": {"k": "v"}}),
+        json!({"model": "smollm2", "input": "JSON", "reasoning": {"effort": "none"}, "top_p": 0.5,
+            "text": {"format": {"type": "json_schema", "name": "a", "schema": {"type": "object",
+                "properties": {"a": {"type": "integer"}}}}}}),
     ]
 }
 
