@@ -182,6 +182,7 @@ async fn models_and_health() {
     assert_eq!(list["object"], "list");
     assert_eq!(list["data"][0]["id"], MODEL);
     assert_eq!(list["data"][0]["object"], "model");
+    assert_eq!(list["data"][0]["capabilities"], json!(["chat", "completions"]));
     let (status, text) = call(&state, "GET", "/v1/models/tiny-llama", None).await;
     assert_eq!(status, StatusCode::OK, "{text}");
     let (status, text) = call(&state, "GET", "/v1/models/other", None).await;

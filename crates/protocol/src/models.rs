@@ -24,4 +24,19 @@ pub struct Model {
     pub owned_by: String,
     /// Extension (vLLM): the context window in tokens.
     pub max_model_len: u32,
+    /// Extension (Hearth): the APIs the model serves, so a client can tell chat models from the rest.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+}
+
+/// An API a served model answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capability {
+    /// `/v1/chat/completions`, `/v1/responses` and `/v1/messages`: the model has a chat template.
+    Chat,
+    /// `/v1/completions`: any generative model.
+    Completions,
+    /// `/v1/embeddings`: an embedding model.
+    Embeddings,
 }

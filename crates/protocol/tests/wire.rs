@@ -2,8 +2,8 @@
 //! exists at the same place in OpenAI's own responses (a renamed or misplaced field fails here).
 
 use hearth_protocol::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest, EmbeddingList,
-    EmbeddingRequest, ErrorBody, ModelList, Prompt, ToolChoice,
+    Capability, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest,
+    EmbeddingList, EmbeddingRequest, ErrorBody, ModelList, Prompt, ToolChoice,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -131,11 +131,15 @@ fn model_list_uses_openai_field_names() {
     let real = fixture("models.json");
     let list: ModelList = serde_json::from_value(serde_json::json!({
         "object": "list",
-        "data": [{"id": "m", "object": "model", "created": 1, "owned_by": "hearth", "max_model_len": 8192}]
+        "data": [{"id": "m", "object": "model", "created": 1, "owned_by": "hearth", "max_model_len": 8192,
+                  "capabilities": ["chat", "completions"]}]
     }))
     .unwrap();
     let mut ours = serde_json::to_value(&list).unwrap();
-    // `max_model_len` is vLLM's extension; everything else must be OpenAI's.
-    ours["data"][0].as_object_mut().unwrap().remove("max_model_len");
+    assert_eq!(list.data[0].capabilities, [Capability::Chat, Capability::Completions]);
+    // `max_model_len` is vLLM's extension and `capabilities` Hearth's; everything else must be OpenAI's.
+    for extension in ["max_model_len", "capabilities"] {
+        ours["data"][0].as_object_mut().unwrap().remove(extension);
+    }
     assert_keys_within(&ours, &real, "models");
 }

@@ -4,25 +4,30 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hearth_protocol::{Model, ModelList};
+use hearth_protocol::{Capability, Model, ModelList};
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::AppPath;
 
-/// Every served model: the chat model first, then the embedding model.
+/// Every served model: the chat model first, then the embedding model; each says which APIs it answers.
 fn entries(state: &AppState) -> Vec<Model> {
-    let entry = |id: &str, created, max_model_len: usize| Model {
+    let entry = |id: &str, created, max_model_len: usize, capabilities| Model {
         id: id.to_string(),
         object: "model".into(),
         created,
         owned_by: "hearth".into(),
         max_model_len: max_model_len as u32,
+        capabilities,
     };
     let chat = &state.model;
-    let mut models = vec![entry(&chat.id, chat.created, chat.context_length)];
+    let generates = match chat.template {
+        Some(_) => vec![Capability::Chat, Capability::Completions],
+        None => vec![Capability::Completions],
+    };
+    let mut models = vec![entry(&chat.id, chat.created, chat.context_length, generates)];
     if let Some(e) = &state.embedding {
-        models.push(entry(&e.id, e.created, e.worker.info().max_tokens));
+        models.push(entry(&e.id, e.created, e.worker.info().max_tokens, vec![Capability::Embeddings]));
     }
     models
 }
