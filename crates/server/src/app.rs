@@ -29,6 +29,7 @@ use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::model::{ServedEmbedder, ServedModel};
+use crate::playground;
 use crate::prepare::PreparePool;
 use crate::response_store::ResponseStore;
 use crate::routes::{chat, completions, embeddings, messages, meta, responses, tokenize};
@@ -79,9 +80,14 @@ impl AppState {
     }
 }
 
-/// The router with every route, in OpenAI's error shape even for unknown paths and handler panics.
+/// The router with every route (and the playground unless it is off), in OpenAI's error shape even for
+/// unknown paths and handler panics.
 pub fn app(state: AppState) -> Router {
-    layered(routes(), state)
+    let routes = match state.config.playground {
+        true => routes().merge(playground::routes()),
+        false => routes(),
+    };
+    layered(routes, state)
 }
 
 /// Every route of the API, before the layers.

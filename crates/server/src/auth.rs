@@ -1,5 +1,5 @@
-//! API keys: when any is configured, every route but the probes needs `Authorization: Bearer <key>` (or
-//! Anthropic's `x-api-key: <key>`).
+//! API keys: when any is configured, every route but the probes and the playground's files needs
+//! `Authorization: Bearer <key>` (or Anthropic's `x-api-key: <key>`).
 //!
 //! Keys are compared in constant time (every byte of every key is read whatever matches), and are never
 //! logged: logs and metrics see only the key's name.
@@ -13,11 +13,13 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::playground;
 
 /// Anthropic's key header.
 const X_API_KEY: &str = "x-api-key";
 
-/// Routes that answer without a key: liveness and readiness probes reveal nothing else.
+/// Routes that answer without a key: liveness and readiness probes reveal nothing else (nor do the
+/// playground's files, which `playground::serves` names).
 const OPEN_ROUTES: [&str; 2] = ["/health", "/ready"];
 
 /// The configured keys, each with a name for logs and metrics.
@@ -83,7 +85,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Middleware: rejects unauthenticated requests with OpenAI's 401, tags the rest with their key's name.
 pub async fn require_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if !state.keys.enabled() || OPEN_ROUTES.contains(&request.uri().path()) {
+    let path = request.uri().path();
+    if !state.keys.enabled() || OPEN_ROUTES.contains(&path) || (state.config.playground && playground::serves(path)) {
         return next.run(request).await;
     }
     let headers = request.headers();

@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// Log prompts and completions (off by default: they are private data).
     #[arg(long, env = "HEARTH_LOG_CONTENT")]
     pub log_content: bool,
+    /// Do not serve the web playground (a chat page) at `/`.
+    #[arg(long, env = "HEARTH_NO_PLAYGROUND")]
+    pub no_playground: bool,
     /// Inference threads; 0 means one per physical core [default: 0].
     #[arg(long, env = "HEARTH_THREADS")]
     pub threads: Option<usize>,
@@ -225,6 +228,7 @@ struct FileServer {
     tls_key: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_content: Option<bool>,
+    playground: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -296,6 +300,8 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// Whether prompts and completions are logged.
     pub log_content: bool,
+    /// Whether `/` serves the web playground.
+    pub playground: bool,
 }
 
 /// The PEM files HTTPS is served with (both exist at resolution; `tls::acceptor` parses them).
@@ -422,6 +428,7 @@ impl Config {
                 tls: tls_files(args.tls_cert.clone().or(server.tls_cert), args.tls_key.clone().or(server.tls_key))?,
                 log_format: args.log_format.or(server.log_format).unwrap_or(LogFormat::Text),
                 log_content: args.log_content || server.log_content.unwrap_or(false),
+                playground: !args.no_playground && server.playground.unwrap_or(true),
             },
             model,
             engine: EngineSettings {

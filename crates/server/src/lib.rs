@@ -10,6 +10,7 @@
 //! - [`model`] — loading a GGUF into the engine's model and the text side ([`model::ServedModel`]).
 //! - [`app`] — `AppState`, `app(state) -> Router`, `serve` and its `ServeOptions`.
 //! - [`tls`] — HTTPS without a proxy: the PEM certificate and key into a rustls `TlsAcceptor`.
+//! - [`playground`] — the chat page at `/`, its files compiled in, with a strict Content-Security-Policy.
 //! - [`auth`] — API keys: the bearer-token middleware, constant-time comparison.
 //! - [`lifecycle`] — draining at shutdown: readiness off, a grace period, then an error event.
 //! - [`metrics`] — Prometheus metrics and the per-request observer that records them.
@@ -32,6 +33,7 @@ pub mod extract;
 pub mod lifecycle;
 pub mod metrics;
 pub mod model;
+pub mod playground;
 pub mod prepare;
 pub mod response_store;
 pub mod routes;
@@ -69,7 +71,7 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
     );
     let keys = auth::ApiKeys::load(&config.server.api_keys, config.server.api_key_file.as_deref())?;
     if keys.enabled() {
-        tracing::info!("API keys required on every route but /health and /ready");
+        tracing::info!("API keys required on every route but /health, /ready and the playground's page");
     }
     let kv_cache_bytes = match config.engine.kv_cache_memory {
         Some(bytes) => bytes as usize,

@@ -49,6 +49,15 @@ fn flags_override_the_file() {
 }
 
 #[test]
+fn the_playground_is_on_unless_a_layer_turns_it_off() {
+    let playground =
+        |args: ServeArgs, file: &str| Config::merge(&args, parse_file(file).unwrap()).unwrap().server.playground;
+    assert!(playground(ServeArgs::default(), ""));
+    assert!(!playground(ServeArgs::default(), "[server]\nplayground = false"));
+    assert!(!playground(ServeArgs { no_playground: true, ..ServeArgs::default() }, "[server]\nplayground = true"));
+}
+
+#[test]
 fn sizes_take_binary_and_decimal_units() {
     assert_eq!(parse_size("2GiB"), Ok(2 << 30));
     assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
