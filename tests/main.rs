@@ -13,7 +13,8 @@
 //! - `memory`: the real `hearth` binary on the real default model under bursts of 3.85 MB requests: all
 //!   refused, resident memory bounded and given back (issue 17).
 //! - `model_files`: damaged GGUF files (bit flips, extreme sizes, truncation) are load errors, never crashes.
-//! - `playground`: the web page at `/`: its files, headers and auth on the tiny model.
+//! - `playground`: the web page at `/` (its files, headers and auth on the tiny model), and the page in a
+//!   real headless Chromium through WebDriver (`tests/playground/*.py`) on the real default model.
 //! - `operations`: auth, limits, overload, metrics, logs and shutdown on the tiny model.
 //! - `reference`: the real default model against llama.cpp's answers in `tests/fixtures/`.
 //! - `tools`: function calling on the tiny model: constrained calls streamed and folded, bad requests.

@@ -1,11 +1,21 @@
-//! The web playground at `/`: its files, headers and auth through the router on the tiny model.
+//! The web playground at `/`: its files and headers through the router on the tiny model, then the page
+//! itself in a real headless Chromium (Debian's `chromium` and `chromium-driver`, driven through WebDriver
+//! by `tests/playground/test_playground.py`) against the real server with the real default model.
+
+use std::process::Command;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
+use hearth_models::WeightFormat;
+use hearth_server::config::{Config, EmbeddingModelConfig};
 use hearth_server::playground::CONTENT_SECURITY_POLICY;
+use hearth_server::ServeOptions;
 use serde_json::Value;
 
-use crate::util::{body_text, call, call_with, tiny_state, tiny_state_with};
+use crate::util::{
+    body_text, call, call_with, config, default_embedding_model, default_model, init, python, root, tiny_state,
+    tiny_state_with,
+};
 
 /// Each file, its content type, and a line it must contain.
 const FILES: [(&str, &str, &str); 4] = [
@@ -92,4 +102,73 @@ async fn no_playground_leaves_slash_a_404_error_object() {
         c.server.api_keys = vec!["sk-page".into()];
     });
     assert_eq!(call_with(&keyed, get("/", None)).await.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A real server on 127.0.0.1 serving `config` in `runtime`; stopped by dropping `stop`.
+struct Served {
+    url: String,
+    model: String,
+    embedding: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+fn serve(runtime: &tokio::runtime::Runtime, config: &Config) -> Served {
+    let state = hearth_server::start(config).unwrap();
+    let model = state.model.id.clone();
+    let embedding = state.embedding.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let app = hearth_server::app(state);
+    let task = runtime.spawn(hearth_server::serve(
+        listener,
+        app,
+        shutdown,
+        ServeOptions::plain(std::time::Duration::from_secs(30)),
+    ));
+    Served { url, model, embedding, stop, task }
+}
+
+#[test]
+fn a_real_browser_chats_with_the_real_model() {
+    init();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut open = config(default_model(), WeightFormat::AsStored);
+    open.model.embedding =
+        Some(EmbeddingModelConfig { path: default_embedding_model(), served_model_name: None, optional: false });
+    let open = serve(&runtime, &open);
+    let key = "sk-playground";
+    let mut keyed = config(default_model(), WeightFormat::AsStored);
+    keyed.server.api_keys = vec![key.into()];
+    (keyed.engine.limits.max_running, keyed.engine.limits.max_waiting) = (1, 0);
+    let keyed = serve(&runtime, &keyed);
+    let artifacts = root().join("target/playground");
+
+    let started = std::time::Instant::now();
+    let status = Command::new(python())
+        .arg(root().join("tests/playground/test_playground.py"))
+        .env("HEARTH_URL", &open.url)
+        .env("HEARTH_KEYED_URL", &keyed.url)
+        .env("HEARTH_API_KEY", key)
+        .env("HEARTH_MODEL", &open.model)
+        .env("HEARTH_EMBEDDING_MODEL", &open.embedding)
+        .env("HEARTH_ARTIFACTS", &artifacts)
+        .env("PYTHONUNBUFFERED", "1")
+        .status()
+        .expect("running tests/playground/test_playground.py");
+    eprintln!(
+        "playground browser suite: {:.0} s; screenshots in {}",
+        started.elapsed().as_secs_f64(),
+        artifacts.display()
+    );
+
+    for server in [open, keyed] {
+        let _ = server.stop.send(());
+        runtime.block_on(server.task).unwrap().unwrap();
+    }
+    assert!(status.success(), "the playground's browser suite failed");
 }
