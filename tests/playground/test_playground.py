@@ -437,9 +437,11 @@ class PlaygroundTests(unittest.TestCase):
         wait(lambda: "refused the request: `temperature` must be between 0 and 2" in notice(), "the 400 in words")
         set_field("temperature", 0)
 
-        # The keyed server admits one request at a time: hold it from here, and the page's is refused.
+        # The keyed server admits one request at a time: hold it from here, and the page's is refused. The
+        # held request is long enough to outlast a slow browser on a busy machine; leaving the `with` block
+        # drops it, which frees the slot.
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to one hundred."}],
-                "max_tokens": 400, "ignore_eos": True, "stream": True}
+                "max_tokens": 4000, "ignore_eos": True, "stream": True}
         headers = {"Authorization": f"Bearer {API_KEY}"}
         with httpx.stream("POST", f"{KEYED_URL}/v1/chat/completions", json=body, headers=headers,
                           timeout=TIMEOUT) as held:
