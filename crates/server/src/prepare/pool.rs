@@ -48,24 +48,12 @@ impl PreparePool {
             let result = work();
             drop((admitted, worker));
             if idle.available_permits() == capacity {
-                release_free_memory();
+                crate::memory::release_free_memory();
             }
             result
         })
         .await
         .map_err(|e| ApiError::Internal(format!("request preparation failed: {e}")))?
-    }
-}
-
-/// Returns the allocator's free pages to the kernel (glibc's `malloc_trim`; elsewhere nothing). Measured
-/// on issue 17's burst: 258 MiB at start, +155 to +184 MiB kept after it without this, +71 MiB with it.
-/// glibc set at start to two arenas, a fixed 256 KiB mmap threshold and a 1 MiB trim threshold kept only
-/// +3 MiB, but made every forward pass fault its buffers in again: prefill 9-14 % slower.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: `malloc_trim` only releases memory malloc holds free; it is safe from any thread.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
