@@ -149,3 +149,28 @@ pub fn chat_pieces(
         futures::stream::iter(out)
     })
 }
+
+/// Builds one wire body (a Responses response, an Anthropic message) from an answer's pieces, returning
+/// each piece's stream events as it goes, so a streamed and a whole answer come from the same calls.
+pub trait BodyWriter {
+    /// What one piece adds to the stream.
+    type Events;
+    /// The whole body.
+    type Body;
+    /// Adds one piece; returns its events.
+    fn piece(&mut self, piece: ChatPiece) -> Self::Events;
+    /// The whole body, once the pieces have ended.
+    fn finished(self) -> Option<Self::Body>;
+}
+
+/// The whole body: every piece through `writer`, its events dropped.
+pub async fn fold_body<W: BodyWriter>(
+    mut writer: W,
+    pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
+) -> Result<W::Body, ApiError> {
+    let mut pieces = std::pin::pin!(pieces);
+    while let Some(piece) = pieces.next().await {
+        writer.piece(piece?);
+    }
+    writer.finished().ok_or_else(|| ApiError::Internal("generation ended without a finish reason".into()))
+}

@@ -5,7 +5,7 @@ use hearth_protocol::messages::{ContentBlock, Message, MessagesUsage};
 use hearth_protocol::FinishReason;
 use serde_json::{json, Value};
 
-use crate::answer::ChatPiece;
+use crate::answer::{BodyWriter, ChatPiece};
 use crate::stream::Piece;
 
 /// A named stream event and its data.
@@ -18,6 +18,19 @@ enum Open {
     Text,
     /// A `tool_use` block; its arguments' JSON text collects in `arguments`.
     ToolUse,
+}
+
+impl BodyWriter for MessageWriter {
+    type Events = Vec<Event>;
+    type Body = Message;
+
+    fn piece(&mut self, piece: ChatPiece) -> Vec<Event> {
+        self.add(piece)
+    }
+
+    fn finished(self) -> Option<Message> {
+        self.done.then_some(self.message)
+    }
 }
 
 /// Builds one message from its pieces, returning each piece's events.
@@ -58,7 +71,7 @@ impl MessageWriter {
     }
 
     /// Adds one piece; returns its events.
-    pub fn piece(&mut self, piece: ChatPiece) -> Vec<Event> {
+    fn add(&mut self, piece: ChatPiece) -> Vec<Event> {
         let mut events = Vec::new();
         match piece {
             ChatPiece::Reasoning { text, .. } => {
@@ -122,11 +135,6 @@ impl MessageWriter {
             }
         }
         events
-    }
-
-    /// The whole message, once the pieces are done.
-    pub fn finished(self) -> Option<Message> {
-        self.done.then_some(self.message)
     }
 
     /// Makes `kind` the open block, closing another first.

@@ -18,7 +18,7 @@ use futures::{Stream, StreamExt};
 use hearth_protocol::messages::{ErrorDetail, ErrorResponse, MessagesRequest, TokenCount};
 use hearth_protocol::ErrorBody;
 
-use crate::answer::{chat_pieces, ChatPiece};
+use crate::answer::{chat_pieces, fold_body, BodyWriter, ChatPiece};
 use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
@@ -49,7 +49,7 @@ pub async fn create(
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces)))
     } else {
-        Ok(Json(fold(writer, pieces).await?).into_response())
+        Ok(Json(fold_body(writer, pieces).await?).into_response())
     }
 }
 
@@ -62,18 +62,6 @@ pub async fn count_tokens(
     let max_tokens_limit = state.config.max_tokens_limit;
     let tokens = prepare_blocking(&state, move || prepare::count_tokens(&req, &model, max_tokens_limit)).await?;
     Ok(Json(TokenCount { input_tokens: tokens as u32 }))
-}
-
-/// The whole message: every piece through the writer, its events dropped.
-async fn fold(
-    mut writer: MessageWriter,
-    pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
-) -> Result<hearth_protocol::messages::Message, ApiError> {
-    let mut pieces = std::pin::pin!(pieces);
-    while let Some(piece) = pieces.next().await {
-        writer.piece(piece?);
-    }
-    writer.finished().ok_or_else(|| ApiError::Internal("generation ended without a finish reason".into()))
 }
 
 /// The event stream: `message_start`, a `ping`, the blocks' events, `message_delta`, `message_stop`; a

@@ -8,7 +8,7 @@ use hearth_protocol::responses::{
 use hearth_protocol::FinishReason;
 use serde_json::{json, Value};
 
-use crate::answer::ChatPiece;
+use crate::answer::{BodyWriter, ChatPiece};
 use crate::error::ApiError;
 use crate::stream::Piece;
 
@@ -21,6 +21,19 @@ enum Open {
     Reasoning,
     Message,
     FunctionCall,
+}
+
+impl BodyWriter for ResponseWriter {
+    type Events = Vec<Value>;
+    type Body = Response;
+
+    fn piece(&mut self, piece: ChatPiece) -> Vec<Value> {
+        self.add(piece)
+    }
+
+    fn finished(self) -> Option<Response> {
+        self.ended.then_some(self.response)
+    }
 }
 
 /// Builds one response from its pieces, returning each piece's events.
@@ -85,7 +98,7 @@ impl ResponseWriter {
     }
 
     /// Adds one piece; returns its events.
-    pub fn piece(&mut self, piece: ChatPiece) -> Vec<Value> {
+    fn add(&mut self, piece: ChatPiece) -> Vec<Value> {
         let mut events = Vec::new();
         match piece {
             ChatPiece::Reasoning { text, .. } => {
@@ -176,11 +189,6 @@ impl ResponseWriter {
     /// The response, once it has ended.
     pub fn result(&self) -> Option<&Response> {
         self.ended.then_some(&self.response)
-    }
-
-    /// The whole response, once it has ended.
-    pub fn finished(self) -> Option<Response> {
-        self.ended.then_some(self.response)
     }
 
     /// Makes `kind` the open item, closing another first.

@@ -18,7 +18,7 @@ use hearth_protocol::responses::{DeletedResponse, ResponsesRequest};
 use hearth_protocol::ChatMessage;
 use serde_json::Value;
 
-use crate::answer::{chat_pieces, ChatPiece};
+use crate::answer::{chat_pieces, fold_body, BodyWriter, ChatPiece};
 use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
@@ -59,7 +59,7 @@ pub async fn create(
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces, keep)))
     } else {
-        let response = fold(writer, pieces).await?;
+        let response = fold_body(writer, pieces).await?;
         keep.store(&response);
         Ok(Json(response).into_response())
     }
@@ -106,18 +106,6 @@ impl Keep {
         let stored = Stored { response: response.clone(), conversation: Arc::new(conversation) };
         self.state.responses.insert(stored);
     }
-}
-
-/// The whole response: every piece through the writer, its events dropped.
-async fn fold(
-    mut writer: ResponseWriter,
-    pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
-) -> Result<hearth_protocol::responses::Response, ApiError> {
-    let mut pieces = std::pin::pin!(pieces);
-    while let Some(piece) = pieces.next().await {
-        writer.piece(piece?);
-    }
-    writer.finished().ok_or_else(|| ApiError::Internal("generation ended without a finish reason".into()))
 }
 
 /// The typed event stream, stored once it completes.
