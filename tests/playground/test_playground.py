@@ -443,11 +443,17 @@ class PlaygroundTests(unittest.TestCase):
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to one hundred."}],
                 "max_tokens": 4000, "ignore_eos": True, "stream": True}
         headers = {"Authorization": f"Bearer {API_KEY}"}
+        wait(lambda: running(KEYED_URL, API_KEY) == 0, "the keyed server to be idle", 30)
         with httpx.stream("POST", f"{KEYED_URL}/v1/chat/completions", json=body, headers=headers,
                           timeout=TIMEOUT) as held:
+            self.assertEqual(held.status_code, 200, "the held request was admitted")
             next(held.iter_lines())
+            set_field("prompt", "Hi")
             by_id("send").click()
-            wait(lambda: "busy" in notice(), "the 429 in words")
+            try:
+                wait(lambda: "busy" in notice(), "the 429 in words")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; notice {notice()!r}; answers {[a.text for a in answers()]!r}") from None
         self.assertIn("Try again in 1 s", notice())
         wait(lambda: running(KEYED_URL, API_KEY) == 0, "the held request to end", 10)
         self.assertEqual(answers(), [])
