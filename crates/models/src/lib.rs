@@ -15,6 +15,7 @@
 //! - [`kv_cache`] — [`KvPool`], the paged keys and values of every sequence and layer.
 //! - [`transformer`] — [`Transformer`], the decoder every family is, and the GGUF reading they share.
 //! - `arch` — one short file per family (`llama`, `qwen2`, `qwen3`, `gemma3`, `phi3`): what differs.
+//! - `memory` — [`release_free_memory`], freed memory back to the kernel after loading and bursts.
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `cpu` — which instruction set the kernels use here, and their shared AVX2 helpers.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
@@ -26,6 +27,7 @@ pub mod embedding;
 pub mod gguf;
 pub mod kv_cache;
 pub mod linear;
+mod memory;
 pub mod ops;
 mod parallel;
 pub mod quant;
@@ -36,6 +38,7 @@ pub mod transformer;
 pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
 pub use gguf::{GgufFile, WeightFormat};
 pub use kv_cache::KvPool;
+pub use memory::release_free_memory;
 pub use parallel::{inference_threads, set_inference_threads};
 pub use transformer::Transformer;
 

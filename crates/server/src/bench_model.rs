@@ -43,7 +43,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     hearth_models::set_inference_threads(args.threads);
     let file = GgufFile::open(&args.model)?;
     let model = hearth_models::load(&file, args.weights.into())?;
-    crate::memory::release_free_memory();
+    hearth_models::release_free_memory();
     let vocab = model.info().vocab_size as u32;
     let tokens: Vec<u32> = (0..(args.prompt + args.gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
     let (mut pp, mut tg) = (Vec::new(), Vec::new());

@@ -13,7 +13,6 @@
 //! - [`playground`] — the chat page at `/`, its files compiled in, with a strict Content-Security-Policy.
 //! - [`auth`] — API keys: the bearer-token middleware, constant-time comparison.
 //! - [`lifecycle`] — draining at shutdown: readiness off, a grace period, then an error event.
-//! - [`memory`] — freed memory given back to the kernel after loading and after bursts.
 //! - [`metrics`] — Prometheus metrics and the per-request observer that records them.
 //! - [`extract`] — the JSON extractor whose rejection is an `ApiError`.
 //! - [`prepare`] — wire request → validated `GenerateRequest` (template, tokenize, limits).
@@ -32,7 +31,6 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod lifecycle;
-pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod playground;
@@ -112,7 +110,7 @@ pub fn start(config: &Config) -> anyhow::Result<AppState> {
         );
     }
     // Loading and repacking leave freed buffers in the allocator (135 MiB for a 1B Q6_K model).
-    memory::release_free_memory();
+    hearth_models::release_free_memory();
     Ok(AppState {
         engine,
         model: Arc::new(served),

@@ -257,6 +257,9 @@ fn in_parallel<T: Send>(
                     let mut loaded = Vec::new();
                     for i in (t..count).step_by(threads) {
                         let part = load(i);
+                        // Repacking frees a copy of each tensor; give it back before the next block grows
+                        // the peak.
+                        crate::memory::release_free_memory();
                         let failed = part.is_err();
                         loaded.push((i, part));
                         if failed {

@@ -48,7 +48,7 @@ impl PreparePool {
             let result = work();
             drop((admitted, worker));
             if idle.available_permits() == capacity {
-                crate::memory::release_free_memory();
+                hearth_models::release_free_memory();
             }
             result
         })

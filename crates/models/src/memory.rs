@@ -1,9 +1,9 @@
-//! Giving freed memory back to the kernel at the moments the server knows a burst of allocation ended.
+//! Giving freed memory back to the kernel when a burst of allocation ends: loading, request preparation.
 
 /// Returns the allocator's free pages to the kernel (glibc's `malloc_trim`; elsewhere nothing).
 ///
-/// Measured on issue 17's burst: 258 MiB at start, +155 to +184 MiB kept after it without this, +71 MiB
-/// with it. After loading a 1B Q6_K model it gives back 135 MiB that loading and repacking left free.
+/// Loading calls it after each block, so repacking's freed buffers never pile up; the server calls it when
+/// a burst of request preparation ends (issue 17's burst: +155 to +184 MiB kept without it, +71 MiB with).
 /// glibc set at start to two arenas, a fixed 256 KiB mmap threshold and a 1 MiB trim threshold kept less,
 /// but made every forward pass fault its buffers in again: prefill 9-14 % slower.
 pub fn release_free_memory() {
