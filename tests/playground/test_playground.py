@@ -438,22 +438,23 @@ class PlaygroundTests(unittest.TestCase):
         set_field("temperature", 0)
 
         # The keyed server admits one request at a time: hold it from here, and the page's is refused. The
-        # held request is long enough to outlast a slow browser on a busy machine; leaving the `with` block
-        # drops it, which frees the slot.
+        # held stream's line iterator is kept: dropping it would close the response and free the slot.
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Count to one hundred."}],
                 "max_tokens": 4000, "ignore_eos": True, "stream": True}
         headers = {"Authorization": f"Bearer {API_KEY}"}
-        wait(lambda: running(KEYED_URL, API_KEY) == 0, "the keyed server to be idle", 30)
+        wait(lambda: running(KEYED_URL, API_KEY) == 0, "the keyed server to be idle", 60)
         with httpx.stream("POST", f"{KEYED_URL}/v1/chat/completions", json=body, headers=headers,
                           timeout=TIMEOUT) as held:
             self.assertEqual(held.status_code, 200, "the held request was admitted")
-            next(held.iter_lines())
+            lines = held.iter_lines()
+            next(lines)
             set_field("prompt", "Hi")
             by_id("send").click()
             try:
                 wait(lambda: "busy" in notice(), "the 429 in words")
             except AssertionError as e:
                 raise AssertionError(f"{e}; notice {notice()!r}; answers {[a.text for a in answers()]!r}") from None
+            lines.close()
         self.assertIn("Try again in 1 s", notice())
         wait(lambda: running(KEYED_URL, API_KEY) == 0, "the held request to end", 10)
         self.assertEqual(answers(), [])

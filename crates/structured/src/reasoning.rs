@@ -261,7 +261,8 @@ mod tests {
 
     #[test]
     fn qwen3_output_separates_reasoning_from_answer() {
-        // Recorded from Qwen3-0.6B (thinking enabled): the model opens the tag itself.
+        // Qwen3's shape with thinking enabled (written by hand: no Qwen3 model ships here): the model
+        // opens the tag itself.
         let text = "<think>\nOkay, the user asks for 2+2. That is 4.\n</think>\n\nThe answer is **4**.";
         let (reasoning, answer) = same_split_when_cut(ReasoningStart::MayOpen, text);
         assert_eq!(reasoning, "Okay, the user asks for 2+2. That is 4.");
