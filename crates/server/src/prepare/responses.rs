@@ -35,11 +35,6 @@ pub fn responses(
     Ok((prepared, conversation))
 }
 
-/// A response's output as the assistant message a follow-up continues from.
-pub fn responses_output(output: &[OutputItem]) -> Vec<ChatMessage> {
-    output_messages(output)
-}
-
 /// Errors from the chat path, named in the Responses API's own fields.
 fn in_responses_terms(error: ApiError) -> ApiError {
     const RENAMES: [(&str, &str); 3] =
@@ -216,7 +211,7 @@ fn input_messages(input: Option<&Input>, required: bool) -> Result<Vec<ChatMessa
 }
 
 /// A response's output as the assistant message a follow-up continues from.
-fn output_messages(output: &[OutputItem]) -> Vec<ChatMessage> {
+pub fn responses_output(output: &[OutputItem]) -> Vec<ChatMessage> {
     let items: Vec<InputItem> = output
         .iter()
         .filter_map(|item| match item {

@@ -43,19 +43,20 @@ pub async fn create(
         Some(id) => state.responses.get(id).ok_or_else(|| not_found(id))?.conversation,
         None => Arc::new(Vec::new()),
     };
-    let model = state.model.clone();
-    let max_tokens_limit = state.config.max_tokens_limit;
-    let request = req.clone();
-    let (prepared, conversation) =
-        prepare_blocking(&state, move || prepare::responses(&request, &history, &model, max_tokens_limit)).await?;
-    let output = prepared.output;
-    let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, 1);
+    // The writer takes what it echoes now, so the request itself moves to preparation, never copied.
     let tokenizer = state.model.tokenizer.clone();
     let writer = ResponseWriter::new(&req, &state.model.id, move |text| {
         tokenizer.encode_text(text).map_or(0, |ids| ids.len() as u32)
     });
-    let keep = Keep { state: state.clone(), conversation, store: req.store.unwrap_or(true) };
+    let store = req.store.unwrap_or(true);
+    let model = state.model.clone();
+    let max_tokens_limit = state.config.max_tokens_limit;
+    let (prepared, conversation) =
+        prepare_blocking(&state, move || prepare::responses(&req, &history, &model, max_tokens_limit)).await?;
+    let output = prepared.output;
+    let key = key.map(|Extension(KeyName(name))| name);
+    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, 1);
+    let keep = Keep { state: state.clone(), conversation, store };
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces, keep)))
     } else {
