@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hearth_models::CausalLm;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::gate::StepGate;
 use crate::worker::Worker;
 use crate::{Event, GenerateRequest};
 
@@ -105,6 +106,8 @@ pub(crate) struct SharedStats {
     pub(crate) constraint_nanos: AtomicU64,
     pub(crate) constraint_masks: AtomicU64,
     pub(crate) alive: AtomicBool,
+    /// Set once the worker thread has ended and dropped the model and the KV pool.
+    pub(crate) released: AtomicBool,
 }
 
 /// A request on its way to the worker.
@@ -206,6 +209,32 @@ impl EngineHandle {
     pub fn is_alive(&self) -> bool {
         self.stats.alive.load(Ordering::Relaxed)
     }
+
+    /// A watch on this engine that outlives its handles: once every handle is dropped and the running
+    /// requests end, the worker stops and frees its memory.
+    pub fn watch(&self) -> EngineWatch {
+        EngineWatch(self.stats.clone())
+    }
+}
+
+/// Whether an engine has let go of its model, without keeping it running.
+#[derive(Debug, Clone)]
+pub struct EngineWatch(Arc<SharedStats>);
+
+impl EngineWatch {
+    /// Whether the worker thread has ended and dropped the model and the KV pool.
+    pub fn released(&self) -> bool {
+        self.0.released.load(Ordering::Acquire)
+    }
+}
+
+/// Marks the engine's memory released when the worker thread ends, after `Worker::run` has dropped it.
+struct Released(Arc<SharedStats>);
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        self.0.released.store(true, Ordering::Release);
+    }
 }
 
 /// The events of one request. Dropping it cancels the request: the worker notices on its next step
@@ -232,9 +261,14 @@ impl EventStream {
     }
 }
 
-/// Starts the worker thread (named `engine`) that owns `model` from now on.
-/// Allocates the KV pool (`kv_cache_bytes` rounded down to whole blocks, at least one).
+/// Starts the worker thread (named `engine`) that owns `model` from now on, with the inference threads
+/// to itself. Allocates the KV pool (`kv_cache_bytes` rounded down to whole blocks, at least one).
 pub fn spawn(model: Box<dyn CausalLm>, config: EngineConfig) -> std::io::Result<EngineHandle> {
+    spawn_sharing(model, config, StepGate::default())
+}
+
+/// [`spawn`] for one of several engines on the same cores: its forward steps take turns through `gate`.
+pub fn spawn_sharing(model: Box<dyn CausalLm>, config: EngineConfig, gate: StepGate) -> std::io::Result<EngineHandle> {
     let block_size = config.block_size.max(1);
     let config =
         EngineConfig { max_batch_tokens: config.max_batch_tokens.max(config.max_running), block_size, ..config };
@@ -250,8 +284,12 @@ pub fn spawn(model: Box<dyn CausalLm>, config: EngineConfig) -> std::io::Result<
     let (inbox, receiver) = mpsc::unbounded_channel();
     let stats = Arc::new(SharedStats::default());
     stats.alive.store(true, Ordering::Relaxed);
-    let worker = Worker::new(model, pool, config, receiver, stats.clone());
-    std::thread::Builder::new().name("engine".into()).spawn(move || worker.run())?;
+    let worker = Worker::new(model, pool, config, receiver, stats.clone()).taking_turns(gate);
+    let released = Released(stats.clone());
+    std::thread::Builder::new().name("engine".into()).spawn(move || {
+        let _released = released;
+        worker.run();
+    })?;
     let capacity = config.max_running + config.max_waiting;
     Ok(EngineHandle { inbox, slots: Arc::new(Semaphore::new(capacity)), config, kv_blocks, stats })
 }

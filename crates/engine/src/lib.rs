@@ -8,6 +8,7 @@
 //! - [`request`] — [`GenerateRequest`] and [`SamplingParams`], the validated input.
 //! - [`event`] — [`Event`], the closed set of things a request hears back.
 //! - [`handle`] — [`EngineHandle::submit`], bounded admission, and [`EventStream`].
+//! - [`gate`] — [`StepGate`]: engines sharing the cores take turns, one forward step each.
 //! - [`scheduler`] — the pure policy that picks each step's tokens, preemptions and admissions.
 //! - [`blocks`] — [`blocks::BlockManager`]: KV block allocation, reference counts, the prefix cache.
 //! - [`sampling`] — [`Sampler`], logits to a token, seeded.
@@ -21,6 +22,7 @@ pub mod blocks;
 pub mod constraint;
 pub mod embed;
 pub mod event;
+pub mod gate;
 pub mod handle;
 pub mod request;
 pub mod sampling;
@@ -30,6 +32,9 @@ mod worker;
 pub use constraint::{Constraint, ConstraintSpec, TokenConstraint};
 pub use embed::{spawn_embedder, EmbedConfig, EmbedError, EmbedHandle};
 pub use event::{EngineError, Event, FinishReason, Usage};
-pub use handle::{spawn, EngineConfig, EngineHandle, EngineStats, EventStream, SubmitError};
+pub use gate::StepGate;
+pub use handle::{
+    spawn, spawn_sharing, EngineConfig, EngineHandle, EngineStats, EngineWatch, EventStream, SubmitError,
+};
 pub use request::{GenerateRequest, SamplingParams};
 pub use sampling::Sampler;

@@ -10,6 +10,7 @@ use hearth_models::{CausalLm, KvPool, SeqStep};
 use tokio::sync::mpsc;
 
 use crate::blocks::{block_keys, chain, BlockKey, BlockManager};
+use crate::gate::StepGate;
 use crate::handle::{SharedStats, Submission};
 use crate::scheduler::{self, SeqLoad, StepLimits, WaitingLoad};
 use crate::{EngineConfig, EngineError, Event, FinishReason, Sampler, TokenConstraint, Usage};
@@ -144,6 +145,8 @@ pub(crate) struct Worker {
     /// Running sequences, oldest admission first.
     running: Vec<Sequence>,
     stats: Arc<SharedStats>,
+    /// Turns on the inference threads, shared with the other engines.
+    gate: StepGate,
 }
 
 impl Worker {
@@ -155,7 +158,13 @@ impl Worker {
         stats: Arc<SharedStats>,
     ) -> Self {
         let blocks = BlockManager::new(pool.num_blocks(), pool.block_size(), config.prefix_caching);
-        Self { model, pool, blocks, config, inbox, waiting: VecDeque::new(), running: Vec::new(), stats }
+        let (waiting, running, gate) = (VecDeque::new(), Vec::new(), StepGate::default());
+        Self { model, pool, blocks, config, inbox, waiting, running, stats, gate }
+    }
+
+    /// The worker with its forward steps taking turns through `gate`, shared with other engines.
+    pub(crate) fn taking_turns(self, gate: StepGate) -> Self {
+        Self { gate, ..self }
     }
 
     pub(crate) fn run(mut self) {
@@ -339,7 +348,7 @@ impl Worker {
         self.stats.steps.fetch_add(1, Ordering::Relaxed);
         self.stats.batch_tokens.fetch_add(take.iter().sum::<usize>() as u64, Ordering::Relaxed);
         let (model, pool) = (&self.model, &mut self.pool);
-        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(pool, &batch)));
+        let outcome = self.gate.run(|| std::panic::catch_unwind(AssertUnwindSafe(|| model.forward(pool, &batch))));
         drop(batch);
         let logits = match outcome {
             Ok(Ok(logits)) => logits,
