@@ -106,6 +106,25 @@ pub trait CausalLm: Send {
     fn forward(&self, pool: &mut KvPool, batch: &[SeqStep<'_>]) -> Result<Vec<Vec<f32>>, ModelError>;
 }
 
+/// What a model file's KV cache needs, read from its header without loading any weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvNeeds {
+    /// Bytes of KV cache one position takes over all layers.
+    pub bytes_per_token: usize,
+    /// The longest sequence the file declares (a family may serve less).
+    pub context_length: usize,
+}
+
+/// The KV cache needs of `file`, so a server can budget memory before it loads the weights.
+pub fn kv_needs(file: &GgufFile) -> Result<KvNeeds, ModelError> {
+    let loader = transformer::Loader::new(file, WeightFormat::AsStored)?;
+    let heads = loader.heads()?;
+    Ok(KvNeeds {
+        bytes_per_token: KvPool::bytes_per_position(loader.layers()?, heads.n_kv_heads, heads.head_dim),
+        context_length: loader.context_length()?,
+    })
+}
+
 /// The `general.architecture` values Hearth runs.
 pub const ARCHITECTURES: [&str; 5] = ["llama", "qwen2", "qwen3", "gemma3", "phi3"];
 
