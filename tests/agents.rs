@@ -53,7 +53,7 @@ fn chat(extra: Value) -> Value {
 #[tokio::test]
 async fn a_thinking_models_reasoning_is_apart_from_its_answer() {
     let state = thinking_state();
-    assert!(state.model.thinking.is_some(), "detected from the template and the vocabulary");
+    assert!(state.models.chat(None).await.unwrap().thinking.is_some(), "detected from the template and the vocabulary");
     // The generation prompt opened `<think>`: every token of an answer that never closes it is reasoning.
     let (status, whole) = post(&state, "/v1/chat/completions", chat(json!({}))).await;
     assert_eq!(status, StatusCode::OK, "{whole}");

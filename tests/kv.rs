@@ -6,7 +6,7 @@ use hearth_models::{GgufFile, WeightFormat};
 use hearth_server::AppState;
 use serde_json::{json, Value};
 
-use crate::util::{call, tiny_model, tiny_state_with};
+use crate::util::{call, engine_stats, tiny_model, tiny_state_with};
 
 const MODEL: &str = "tiny-llama";
 
@@ -19,7 +19,7 @@ fn state_with_blocks(blocks: usize, prefix_caching: bool) -> AppState {
         c.engine.limits.prefix_caching = prefix_caching;
         c.engine.limits.max_batch_tokens = 64;
     });
-    assert_eq!(state.engine.stats().kv_blocks_total, blocks as u64);
+    assert_eq!(engine_stats(&state).kv_blocks_total, blocks as u64);
     state
 }
 
@@ -50,23 +50,28 @@ async fn sixteen_streams_in_a_64_block_pool_all_match_their_solo_runs() {
         assert_eq!(status, StatusCode::OK, "{body}");
         solo.push(body["choices"][0]["message"]["content"].as_str().unwrap().to_string());
     }
-    assert_eq!(state.engine.stats().preemptions, 0, "one at a time fits");
+    assert_eq!(engine_stats(&state).preemptions, 0, "one at a time fits");
     let together = futures::future::join_all(requests.iter().map(|body| chat(&state, body.clone()))).await;
     for (i, (status, body)) in together.iter().enumerate() {
         assert_eq!(*status, StatusCode::OK, "{body}");
         assert_eq!(body["choices"][0]["message"]["content"].as_str().unwrap(), solo[i], "request {i}");
         assert_eq!(body["usage"]["completion_tokens"], 100);
     }
-    let stats = state.engine.stats();
+    let stats = engine_stats(&state);
     assert!(stats.preemptions > 0, "the pool was too small for all 16 at once");
     // The last answers can arrive just before the engine publishes its counters.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while state.engine.stats().kv_blocks_used > 0 {
+    while engine_stats(&state).kv_blocks_used > 0 {
         assert!(std::time::Instant::now() < deadline, "blocks still in use after every request finished");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let (_, metrics) = call(&state, "GET", "/metrics", None).await;
-    assert!(metrics.contains(&format!("hearth_num_preemptions_total {}", stats.preemptions)), "{metrics}");
+    let preemptions = format!(
+        "hearth_num_preemptions_total{{model_name=\"{}\"}} {}",
+        crate::util::served_ids(&state).0,
+        stats.preemptions
+    );
+    assert!(metrics.contains(&preemptions), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

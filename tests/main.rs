@@ -12,6 +12,9 @@
 //! - `kv`: the paged KV cache through HTTP on the tiny model: preemption, prefix hits, pool limits.
 //! - `memory`: the real `hearth` binary on the real default model under bursts of 3.85 MB requests: all
 //!   refused, resident memory bounded and given back (issue 17).
+//! - `models_dir`: one server, many models: a models directory loaded on demand, unloads under the model
+//!   count and the memory budget, idle unloading, pinning, the admin routes, hostile files beside good
+//!   ones; tiny models, then the real SmolLM2, Gemma 3 and MiniLM against single-model servers.
 //! - `model_files`: damaged GGUF files (bit flips, extreme sizes, truncation) are load errors, never crashes.
 //! - `playground`: the web page at `/` (its files, headers and auth on the tiny model), and the page in a
 //!   real headless Chromium through WebDriver (`tests/playground/*.py`) on the real default model.
@@ -35,6 +38,7 @@ mod http;
 mod kv;
 mod memory;
 mod model_files;
+mod models_dir;
 mod operations;
 mod playground;
 mod reference;

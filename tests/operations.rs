@@ -145,7 +145,9 @@ async fn metrics_count_known_requests() {
     let delta = |name: &str| sample(&after, name) - sample(&before, name);
     assert_eq!(delta("hearth_generation_tokens_total"), 15.0);
     assert_eq!(delta("hearth_prompt_tokens_total"), prompt);
-    assert_eq!(delta("hearth_request_success_total{finished_reason=\"length\"}"), 3.0);
+    let (model, _) = crate::util::served_ids(&state);
+    let length = format!("hearth_request_success_total{{model_name=\"{model}\",finished_reason=\"length\"}}");
+    assert_eq!(delta(&length), 3.0);
     assert_eq!(delta("hearth_time_to_first_token_seconds_count"), 3.0);
     assert_eq!(delta("hearth_request_queue_time_seconds_count"), 3.0);
     assert_eq!(delta("hearth_inter_token_latency_seconds_count"), 12.0);
@@ -295,7 +297,7 @@ fn zero_egress_child() {
     let state =
         hearth_server::start(&crate::util::config(crate::util::default_model(), hearth_models::WeightFormat::AsStored))
             .unwrap();
-    let model = state.model.id.clone();
+    let (model, _) = crate::util::served_ids(&state);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -382,5 +384,5 @@ async fn a_handler_panic_is_a_500_and_the_server_keeps_serving() {
     assert!(captured_logs().contains("handler panicked"));
     let (status, body) = call(&state, "POST", "/v1/chat/completions", Some(&chat_body(2, false))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert!(state.engine.is_alive());
+    assert!(state.models.engines_alive());
 }

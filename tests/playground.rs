@@ -115,8 +115,7 @@ struct Served {
 
 fn serve(runtime: &tokio::runtime::Runtime, config: &Config) -> Served {
     let state = hearth_server::start(config).unwrap();
-    let model = state.model.id.clone();
-    let embedding = state.embedding.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+    let (model, embedding) = crate::util::served_ids(&state);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -16,8 +16,7 @@ fn python_sdk_suites() {
     config.model.embedding =
         Some(EmbeddingModelConfig { path: default_embedding_model(), served_model_name: None, optional: false });
     let state = hearth_server::start(&config).unwrap();
-    let model_id = state.model.id.clone();
-    let embedding_id = state.embedding.as_ref().map(|e| e.id.clone()).unwrap_or_default();
+    let (model_id, embedding_id) = crate::util::served_ids(&state);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();

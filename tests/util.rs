@@ -10,6 +10,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use hearth_models::{tiny, WeightFormat};
 use hearth_server::config::{Config, EngineSettings, ModelConfig};
+use hearth_server::registry::catalog::Kind;
 use hearth_server::AppState;
 use tower::ServiceExt;
 
@@ -79,7 +80,7 @@ pub fn config(path: PathBuf, weights: WeightFormat) -> Config {
     let default = Config::default_resolved();
     Config {
         model: ModelConfig {
-            path,
+            path: Some(path),
             served_model_name: None,
             weights,
             chat_template: None,
@@ -100,6 +101,18 @@ pub fn tiny_model() -> PathBuf {
         tiny::write_llama(&dir, 7).unwrap()
     })
     .clone()
+}
+
+/// The id of the chat model and of the embedding model (empty when none) that `state` serves.
+pub fn served_ids(state: &AppState) -> (String, String) {
+    let listed = state.models.list();
+    let id = |kind| listed.iter().find(|m| m.entry.kind == kind).map(|m| m.entry.id.clone()).unwrap_or_default();
+    (id(Kind::Chat), id(Kind::Embedding))
+}
+
+/// The engine counters of the one chat model `state` has loaded.
+pub fn engine_stats(state: &AppState) -> hearth_engine::EngineStats {
+    state.models.list().into_iter().find_map(|m| m.engine).expect("a chat model is loaded")
 }
 
 /// A started app on the tiny model, shared by the tests that need no special configuration.

@@ -30,6 +30,6 @@ pub use chat::*;
 pub use completions::{Completion, CompletionChoice, CompletionLogprobs, CompletionRequest, Prompt, TopLogprobs};
 pub use embeddings::{Embedding, EmbeddingList, EmbeddingRequest, EmbeddingUsage, EmbeddingVector};
 pub use error::{ErrorBody, ErrorObject};
-pub use models::{Capability, Model, ModelList};
+pub use models::{Capability, Model, ModelAction, ModelActionResult, ModelList, ModelState, ModelStatus};
 pub use sampling::SamplingOptions;
 pub use tokenize::{DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse};

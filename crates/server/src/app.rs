@@ -10,7 +10,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hearth_engine::EngineHandle;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -28,9 +27,9 @@ use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
-use crate::model::{ServedEmbedder, ServedModel};
 use crate::playground;
 use crate::prepare::PreparePool;
+use crate::registry::Registry;
 use crate::response_store::ResponseStore;
 use crate::routes::{chat, completions, embeddings, messages, meta, responses, tokenize};
 
@@ -40,12 +39,8 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// What every handler can reach; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
-    /// The model worker.
-    pub engine: EngineHandle,
-    /// The served model's identity and text side.
-    pub model: Arc<ServedModel>,
-    /// The embedding model, when one is served.
-    pub embedding: Option<Arc<ServedEmbedder>>,
+    /// The servable models and the loaded ones.
+    pub models: Arc<Registry>,
     /// API keys (auth is off when empty).
     pub keys: Arc<ApiKeys>,
     /// Request metrics.
@@ -61,21 +56,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Whether a generation request for model `id` may start: a 503 while draining, a 400 when `id` names
-    /// the embedding model (other unknown ids are left to the endpoint's own 404).
-    pub fn accept_generation(&self, id: &str) -> Result<(), ApiError> {
-        if self.lifecycle.is_draining() {
-            return Err(ApiError::Unavailable("the server is shutting down".into()));
-        }
-        match &self.embedding {
-            Some(e) if e.id == id => Err(ApiError::invalid(
-                "model",
-                format!(
-                    "`{id}` is an embedding model and cannot generate text; use `{}` or /v1/embeddings",
-                    self.model.id
-                ),
-            )),
-            _ => Ok(()),
+    /// Whether a request that runs a model may start: a 503 while draining for shutdown.
+    pub fn accept_request(&self) -> Result<(), ApiError> {
+        match self.lifecycle.is_draining() {
+            true => Err(ApiError::Unavailable("the server is shutting down".into())),
+            false => Ok(()),
         }
     }
 }
@@ -104,6 +89,9 @@ fn routes() -> Router<AppState> {
         .route("/detokenize", post(tokenize::detokenize))
         .route("/v1/models", get(meta::list))
         .route("/v1/models/{id}", get(meta::retrieve))
+        .route("/models", get(meta::list))
+        .route("/models/load", post(meta::load))
+        .route("/models/unload", post(meta::unload))
         .route("/health", get(meta::health))
         .route("/ready", get(meta::ready))
         .route("/metrics", get(meta::metrics))

@@ -1,5 +1,6 @@
 //! Configuration, resolved once: command-line flags > `HEARTH_*` environment > config file > defaults.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -49,6 +50,25 @@ pub struct ServeArgs {
     /// without .gguf, or the directory name].
     #[arg(long, env = "HEARTH_SERVED_MODEL_NAME", value_delimiter = ',')]
     pub served_model_name: Vec<String>,
+    /// Directory of models to serve by name, loaded on first use: each GGUF file (id: the file name
+    /// without .gguf) and each embedding model directory (id: its name); repeat for several. Without
+    /// --model, the default model is then not served.
+    #[arg(long, env = "HEARTH_MODELS_DIR", value_delimiter = ',')]
+    pub models_dir: Vec<PathBuf>,
+    /// Most models in memory at once; loading one more unloads the least recently used idle one; 0 means
+    /// no limit but the memory budget [default: 0].
+    #[arg(long, env = "HEARTH_MAX_LOADED_MODELS")]
+    pub max_loaded_models: Option<usize>,
+    /// Memory budget of the loaded models' weights and KV caches, e.g. `12GiB` [default: 75% of the memory
+    /// available at start].
+    #[arg(long, env = "HEARTH_MODELS_MEMORY", value_parser = parse_size)]
+    pub models_memory: Option<u64>,
+    /// Unload a model nobody used for this many seconds; 0 keeps models loaded [default: 0].
+    #[arg(long, env = "HEARTH_IDLE_UNLOAD_SECONDS")]
+    pub idle_unload_seconds: Option<u64>,
+    /// Id of a model that is never unloaded once loaded; repeat for several.
+    #[arg(long = "pin-model", env = "HEARTH_PIN_MODELS", value_delimiter = ',')]
+    pub pin_models: Vec<String>,
     /// Address to bind [default: 127.0.0.1].
     #[arg(long, env = "HEARTH_HOST")]
     pub host: Option<String>,
@@ -127,8 +147,8 @@ pub struct ServeArgs {
     /// Most prompt tokens waiting for a slot; more are refused with 429 [default: 65536].
     #[arg(long, env = "HEARTH_MAX_WAITING_PROMPT_TOKENS")]
     pub max_waiting_prompt_tokens: Option<usize>,
-    /// KV cache pool size, e.g. `2GiB` or `512MiB` or bytes [default: enough for max-num-seqs full contexts,
-    /// at most 20% of available memory].
+    /// Each chat model's KV cache pool, e.g. `2GiB` or `512MiB` or bytes [default: enough for max-num-seqs
+    /// full contexts, at most a quarter of the models memory budget].
     #[arg(long, env = "HEARTH_KV_CACHE_MEMORY", value_parser = parse_size)]
     pub kv_cache_memory: Option<u64>,
     /// Do not reuse cached KV blocks across requests with a shared prefix.
@@ -206,6 +226,7 @@ pub struct FileConfig {
     server: Option<FileServer>,
     model: Option<FileModel>,
     embedding_model: Option<FileEmbeddingModel>,
+    models: Option<FileModels>,
     engine: Option<FileEngine>,
 }
 
@@ -250,6 +271,17 @@ struct FileEmbeddingModel {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileModels {
+    dirs: Option<Vec<PathBuf>>,
+    max_loaded: Option<usize>,
+    memory: Option<String>,
+    idle_unload_seconds: Option<u64>,
+    pinned: Option<Vec<String>>,
+    aliases: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileEngine {
     threads: Option<usize>,
     max_num_seqs: Option<usize>,
@@ -267,6 +299,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// What to serve.
     pub model: ModelConfig,
+    /// Models directories, and how many models stay loaded.
+    pub models: ModelsConfig,
     /// Inference threads and engine limits.
     pub engine: EngineSettings,
 }
@@ -313,11 +347,11 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// What to serve.
+/// The models loaded at start.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
-    /// The GGUF file.
-    pub path: PathBuf,
+    /// The GGUF file; `None` when only models directories are served.
+    pub path: Option<PathBuf>,
     /// The id clients use; the file name without `.gguf` when `None`.
     pub served_model_name: Option<String>,
     /// In-memory weight format.
@@ -328,6 +362,23 @@ pub struct ModelConfig {
     pub reasoning: Reasoning,
     /// The embedding model served beside the chat model, if any.
     pub embedding: Option<EmbeddingModelConfig>,
+}
+
+/// Models directories, and how many models stay loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelsConfig {
+    /// Directories whose GGUF files and embedding model directories are served by name.
+    pub dirs: Vec<PathBuf>,
+    /// Most models loaded at once; `None` for no limit but memory.
+    pub max_loaded: Option<usize>,
+    /// Bytes the loaded models' weights and KV caches may take; `None` for 75% of the memory available.
+    pub memory: Option<u64>,
+    /// Unload a model unused for this long; `None` keeps models loaded.
+    pub idle_unload: Option<std::time::Duration>,
+    /// Ids never unloaded once loaded.
+    pub pinned: Vec<String>,
+    /// Other ids for models: alias → id.
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// An embedding model to serve.
@@ -370,15 +421,30 @@ impl Config {
     fn merge(args: &ServeArgs, file: FileConfig) -> anyhow::Result<Self> {
         let server = file.server.unwrap_or_default();
         let model = file.model.unwrap_or_default();
+        let models = models_config(args, file.models.unwrap_or_default())?;
         let engine = file.engine.unwrap_or_default();
         let defaults = EngineConfig::default();
         let weights = args.weights.or(model.weights).unwrap_or(Weights::AsStored).into();
         let chat_template = args.chat_template.clone().or(model.chat_template);
         let reasoning = args.reasoning.or(model.reasoning).unwrap_or_default();
-        let mut model = if args.model.is_empty() {
+        let mut model = if args.model.is_empty() && !models.dirs.is_empty() {
             let embedding = file.embedding_model.unwrap_or_default();
             ModelConfig {
-                path: model.path.unwrap_or_else(|| DEFAULT_MODEL.into()),
+                path: model.path,
+                served_model_name: args.served_model_name.first().cloned().or(model.served_model_name),
+                weights,
+                chat_template: None,
+                reasoning: Reasoning::Auto,
+                embedding: embedding.path.map(|path| EmbeddingModelConfig {
+                    path,
+                    served_model_name: embedding.served_model_name,
+                    optional: false,
+                }),
+            }
+        } else if args.model.is_empty() {
+            let embedding = file.embedding_model.unwrap_or_default();
+            ModelConfig {
+                path: Some(model.path.unwrap_or_else(|| DEFAULT_MODEL.into())),
                 served_model_name: args.served_model_name.first().cloned().or(model.served_model_name),
                 weights,
                 chat_template: None,
@@ -431,6 +497,7 @@ impl Config {
                 playground: !args.no_playground && server.playground.unwrap_or(true),
             },
             model,
+            models,
             engine: EngineSettings {
                 threads: args.threads.or(engine.threads).unwrap_or(0),
                 kv_cache_memory: match (args.kv_cache_memory, &engine.kv_cache_memory) {
@@ -482,7 +549,39 @@ fn models_from_flags(paths: &[PathBuf], names: &[String], weights: WeightFormat)
         served_model_name,
         optional: false,
     });
-    Ok(ModelConfig { path, served_model_name, weights, chat_template: None, reasoning: Reasoning::Auto, embedding })
+    Ok(ModelConfig {
+        path: Some(path),
+        served_model_name,
+        weights,
+        chat_template: None,
+        reasoning: Reasoning::Auto,
+        embedding,
+    })
+}
+
+/// The models directories and loading limits, flags over the file's `[models]`; every directory exists.
+fn models_config(args: &ServeArgs, file: FileModels) -> anyhow::Result<ModelsConfig> {
+    let dirs = match args.models_dir.is_empty() {
+        true => file.dirs.unwrap_or_default(),
+        false => args.models_dir.clone(),
+    };
+    if let Some(missing) = dirs.iter().find(|d| !d.is_dir()) {
+        anyhow::bail!("--models-dir {}: no such directory", missing.display());
+    }
+    let memory = match (args.models_memory, file.memory) {
+        (Some(bytes), _) => Some(bytes),
+        (None, Some(text)) => Some(parse_size(&text).map_err(|e| anyhow::anyhow!("models.memory: {e}"))?),
+        (None, None) => None,
+    };
+    let idle = args.idle_unload_seconds.or(file.idle_unload_seconds).filter(|&s| s > 0);
+    Ok(ModelsConfig {
+        dirs,
+        max_loaded: args.max_loaded_models.or(file.max_loaded).filter(|&n| n > 0),
+        memory,
+        idle_unload: idle.map(std::time::Duration::from_secs),
+        pinned: non_empty(&args.pin_models).or(file.pinned).unwrap_or_default(),
+        aliases: file.aliases.unwrap_or_default(),
+    })
 }
 
 /// Both TLS files or neither, each an existing file.

@@ -45,6 +45,13 @@ pub enum ApiError {
     /// The engine is not serving (503).
     #[error("{0}")]
     Unavailable(String),
+    /// A model cannot be loaded now: the memory it needs is held by models serving requests (503, with
+    /// `Retry-After`).
+    #[error("{0}")]
+    ModelBusy(String),
+    /// A model's file cannot be served (500); the reason names what is wrong with it.
+    #[error("{0}")]
+    ModelFailed(String),
 }
 
 impl ApiError {
@@ -64,7 +71,8 @@ impl ApiError {
             Self::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::ModelBusy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ModelFailed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -81,6 +89,8 @@ impl ApiError {
             Self::Internal(_) => ("server_error", None, None),
             Self::DeadlineExceeded(_) => ("server_error", None, Some("timeout".into())),
             Self::Unavailable(_) => ("server_error", None, Some("engine_unavailable".into())),
+            Self::ModelBusy(_) => ("server_error", Some("model".into()), Some("model_busy".into())),
+            Self::ModelFailed(_) => ("server_error", Some("model".into()), Some("model_load_failed".into())),
         };
         ErrorBody { error: ErrorObject { message: self.to_string(), kind: kind.into(), param, code } }
     }
@@ -91,11 +101,19 @@ impl ApiError {
     }
 }
 
+/// `Retry-After` of a [`ApiError::ModelBusy`]: about one short request's time.
+const MODEL_BUSY_RETRY_SECONDS: &str = "5";
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), Json(self.body())).into_response();
-        if matches!(self, Self::Overloaded(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        let retry_after = match self {
+            Self::Overloaded(_) => Some("1"),
+            Self::ModelBusy(_) => Some(MODEL_BUSY_RETRY_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static(seconds));
         }
         response
     }

@@ -35,7 +35,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind((config.server.host.as_str(), config.server.port)).await?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!("serving {} on {scheme}://{}/v1", state.model.id, listener.local_addr()?);
+        let ids: Vec<String> = state.models.list().into_iter().map(|m| m.entry.id).collect();
+        tracing::info!("serving {} on {scheme}://{}/v1", ids.join(", "), listener.local_addr()?);
         let lifecycle = state.lifecycle.clone();
         let grace = Duration::from_secs(config.server.shutdown_grace_seconds);
         let shutdown = async move {

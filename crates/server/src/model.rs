@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Reasoning;
-use hearth_engine::{EmbedConfig, EmbedHandle};
+use hearth_engine::{EmbedConfig, EmbedHandle, EngineHandle};
 use hearth_models::{BertEmbedder, CausalLm, GgufFile, WeightFormat};
 use hearth_structured::reasoning::{self, ThinkTokens};
 use hearth_structured::tools::Family;
@@ -32,6 +32,24 @@ pub struct ServedModel {
     pub native_tools: Option<Family>,
     /// The reasoning tags, when answers' reasoning is split from their content.
     pub thinking: Option<ThinkTokens>,
+}
+
+/// A loaded chat model: its text side and the engine that runs it. Requests hold it (in an `Arc`) until
+/// they end, which is how the registry knows the model is in use.
+#[derive(Debug)]
+pub struct ChatModel {
+    /// Identity and text side.
+    pub served: ServedModel,
+    /// Its engine.
+    pub engine: EngineHandle,
+}
+
+impl std::ops::Deref for ChatModel {
+    type Target = ServedModel;
+
+    fn deref(&self) -> &ServedModel {
+        &self.served
+    }
 }
 
 /// Reads a GGUF file: returns the model for the engine and the text side for the server. `chat_template`

@@ -15,7 +15,7 @@ use hearth_text::{IncrementalDecoder, StopMatcher, StopOutcome};
 
 use crate::error::ApiError;
 use crate::metrics::RequestObserver;
-use crate::model::ServedModel;
+use crate::model::ChatModel;
 
 /// A generated token with its log-probabilities, as the engine reported it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +61,7 @@ pub enum Piece {
 #[derive(Debug)]
 pub struct GenerationRequest {
     /// The model, for detokenization.
-    pub model: Arc<ServedModel>,
+    pub model: Arc<ChatModel>,
     /// Stop strings.
     pub stop: Vec<String>,
     /// Tokens in the prompt.
@@ -89,7 +89,7 @@ struct Choice {
 
 struct State {
     events: Option<EventStream>,
-    model: Arc<ServedModel>,
+    model: Arc<ChatModel>,
     choices: Vec<Choice>,
     prompt_tokens: u32,
     /// Prompt tokens the prefix cache supplied.

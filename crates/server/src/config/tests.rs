@@ -23,7 +23,7 @@ fn model_flags_pair_files_and_directories_with_names() {
         ..ServeArgs::default()
     };
     let model = Config::merge(&args, FileConfig::default()).unwrap().model;
-    assert_eq!((&model.path, model.served_model_name.as_deref()), (&chat, Some("chat")));
+    assert_eq!((&model.path, model.served_model_name.as_deref()), (&Some(chat.clone()), Some("chat")));
     let embedding = model.embedding.unwrap();
     assert_eq!(
         (embedding.path, embedding.served_model_name.as_deref(), embedding.optional),
@@ -93,4 +93,30 @@ fn tls_needs_both_files_from_any_layer() {
 #[test]
 fn unknown_keys_are_rejected() {
     assert!(parse_file("[server]\nprot = 1").is_err());
+}
+
+#[test]
+fn models_directories_replace_the_default_model_and_flags_override_the_file() {
+    let dir = std::env::temp_dir().join(format!("hearth-config-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = parse_file(&format!(
+        "[models]\ndirs = [{:?}]\nmax_loaded = 3\nmemory = \"2GiB\"\nidle_unload_seconds = 60\npinned = [\"a\"]\n\
+         [models.aliases]\nfast = \"a\"\n",
+        dir.display().to_string()
+    ))
+    .unwrap();
+    let args = ServeArgs { max_loaded_models: Some(0), pin_models: vec!["b".into()], ..ServeArgs::default() };
+    let config = Config::merge(&args, file).unwrap();
+    assert_eq!(config.model.path, None, "a models directory alone serves no default model");
+    assert_eq!(config.model.embedding, None);
+    let models = config.models;
+    assert_eq!(models.dirs, [dir.clone()]);
+    assert_eq!(models.max_loaded, None, "0 from the flag means no limit");
+    assert_eq!(models.memory, Some(2 << 30));
+    assert_eq!(models.idle_unload, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(models.pinned, ["b"], "the flag replaces the file's list");
+    assert_eq!(models.aliases.get("fast").map(String::as_str), Some("a"));
+    let missing = ServeArgs { models_dir: vec![dir.join("nope")], ..ServeArgs::default() };
+    let error = Config::merge(&missing, FileConfig::default()).unwrap_err().to_string();
+    assert!(error.contains("no such directory"), "{error}");
 }

@@ -88,7 +88,6 @@ pub fn chat(
     model: &ServedModel,
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedChat, ApiError> {
-    check_model(Some(&req.model), model)?;
     limits::chat(req)?;
     let tool_use = tools::tool_use(req, model)?;
     let logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
@@ -183,7 +182,6 @@ pub fn completion(
     model: &ServedModel,
     max_tokens_limit: Option<usize>,
 ) -> Result<PreparedCompletion, ApiError> {
-    check_model(Some(&req.model), model)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         return Err(ApiError::invalid("suffix", "`suffix` (fill-in-the-middle) is not supported by this server"));
     }
@@ -264,7 +262,6 @@ fn prompt_token_lists(prompt: &Prompt, model: &ServedModel, echo: bool) -> Resul
 
 /// The token ids of a `/tokenize` request's prompt or conversation.
 pub fn tokenize(req: &TokenizeRequest, model: &ServedModel) -> Result<Vec<u32>, ApiError> {
-    check_model(req.model.as_deref(), model)?;
     let (tokenizer, limit) = (&model.tokenizer, model.context_length);
     let prompt_error = |e| encode_error(e, "prompt", "prompt");
     match (&req.prompt, &req.messages) {
@@ -336,17 +333,8 @@ fn chat_template(model: &ServedModel) -> Result<&ChatTemplate, ApiError> {
 
 /// The text of a `/detokenize` request's tokens.
 pub fn detokenize(req: &DetokenizeRequest, model: &ServedModel) -> Result<String, ApiError> {
-    check_model(req.model.as_deref(), model)?;
     let ids = token_ids("tokens", &req.tokens, model.tokenizer.vocab_size())?;
     model.tokenizer.decode(&ids).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-/// A 404 unless `requested` (when given) names the served model.
-fn check_model(requested: Option<&str>, model: &ServedModel) -> Result<(), ApiError> {
-    match requested {
-        Some(id) if id != model.id => Err(ApiError::ModelNotFound(id.to_string())),
-        _ => Ok(()),
-    }
 }
 
 /// Wire token ids as vocabulary ids; a 400 naming `param` for any id outside the vocabulary.

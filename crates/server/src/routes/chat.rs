@@ -1,6 +1,7 @@
 //! `POST /v1/chat/completions`: prepare, submit, then stream as SSE or fold into one JSON body.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -20,9 +21,10 @@ use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::model::{ChatModel, ServedModel};
 use crate::prepare::{self, OutputOptions};
 use crate::routes::generation::{
-    done_event, json_event, prepare_blocking, sse_response, submit, token_text, ResponseMeta,
+    done_event, json_event, prepare_blocking, sse_response, submit, token_text, Origin, ResponseMeta,
 };
 use crate::stream::{Piece, TokenInfo};
 
@@ -33,35 +35,37 @@ pub async fn create(
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    state.accept_generation(&req.model)?;
+    state.accept_request()?;
     if state.config.log_content {
         tracing::info!(messages = ?req.messages, "chat request");
     }
-    let model = state.model.clone();
+    let model = state.models.chat(Some(&req.model)).await?;
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared = prepare_blocking(&state, move || prepare::chat(&req, &model, max_tokens_limit)).await?;
+    let preparing = model.clone();
+    let prepared = prepare_blocking(&state, move || prepare::chat(&req, &preparing, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, output.n);
-    let meta = ResponseMeta::new("chatcmpl", &state.model.id);
+    let events = submit(&state, &model, Origin { key, arrived }, prepared.generate, &output)?;
+    let pieces = chat_pieces(events, prepared.answer, output.n);
+    let meta = ResponseMeta::new("chatcmpl", &model.id);
     if output.stream {
-        Ok(sse_response(sse_events(state, pieces, meta, &output)))
+        Ok(sse_response(sse_events(model, pieces, meta, &output)))
     } else {
-        Ok(Json(fold(&state, pieces, meta, &output).await?).into_response())
+        Ok(Json(fold(&model, pieces, meta, &output).await?).into_response())
     }
 }
 
 /// The chat shape of the tokens' log-probabilities.
-fn logprobs_of(state: &AppState, tokens: &[TokenInfo]) -> Vec<TokenLogprob> {
+fn logprobs_of(model: &ServedModel, tokens: &[TokenInfo]) -> Vec<TokenLogprob> {
     tokens
         .iter()
         .map(|t| {
-            let (token, bytes) = token_text(state, t.id);
+            let (token, bytes) = token_text(model, t.id);
             let top_logprobs = t
                 .top_logprobs
                 .iter()
                 .map(|&(id, logprob)| {
-                    let (token, bytes) = token_text(state, id);
+                    let (token, bytes) = token_text(model, id);
                     TopLogprob { token, logprob: f64::from(logprob), bytes: Some(bytes) }
                 })
                 .collect();
@@ -102,7 +106,7 @@ impl Folded {
 
 /// The non-streaming body: every piece, folded.
 async fn fold(
-    state: &AppState,
+    model: &ServedModel,
     pieces: impl Stream<Item = Result<ChatPiece, ApiError>>,
     meta: ResponseMeta,
     output: &OutputOptions,
@@ -114,7 +118,7 @@ async fn fold(
         match piece? {
             ChatPiece::Piece(Piece::Text { choice, text, tokens }) => {
                 choices[choice].content.push_str(&text);
-                choices[choice].tokens.extend(logprobs_of(state, &tokens));
+                choices[choice].tokens.extend(logprobs_of(model, &tokens));
             }
             ChatPiece::Reasoning { choice, text } => {
                 choices[choice].reasoning.get_or_insert_with(String::new).push_str(&text);
@@ -151,7 +155,7 @@ async fn fold(
 /// The streaming body: a role chunk per choice, text chunks, a finish chunk per choice, maybe a usage
 /// chunk, then `[DONE]`.
 fn sse_events(
-    state: AppState,
+    model: Arc<ChatModel>,
     pieces: impl Stream<Item = Result<ChatPiece, ApiError>> + Send + 'static,
     meta: ResponseMeta,
     output: &OutputOptions,
@@ -173,7 +177,7 @@ fn sse_events(
     let body = pieces.flat_map(move |piece| {
         let events: Vec<SseEvent> = match piece {
             Ok(ChatPiece::Piece(Piece::Text { choice, text, tokens })) => {
-                let lp = logprobs.then(|| ChoiceLogprobs { content: Some(logprobs_of(&state, &tokens)) });
+                let lp = logprobs.then(|| ChoiceLogprobs { content: Some(logprobs_of(&model, &tokens)) });
                 vec![json_event(&chunk(choice, Delta { content: Some(text), ..Delta::default() }, None, lp))]
             }
             Ok(ChatPiece::Reasoning { choice, text }) => {

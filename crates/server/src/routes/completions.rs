@@ -2,6 +2,7 @@
 //! indexed `prompt × n + choice`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -18,9 +19,10 @@ use crate::app::AppState;
 use crate::auth::KeyName;
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::model::ChatModel;
 use crate::prepare;
 use crate::routes::generation::{
-    done_event, json_event, prepare_blocking, sse_response, submit, token_text, PieceStream, ResponseMeta,
+    done_event, json_event, prepare_blocking, sse_response, submit, token_text, Origin, PieceStream, ResponseMeta,
 };
 use crate::stream::{Piece, TokenInfo};
 
@@ -31,26 +33,27 @@ pub async fn create(
     AppJson(req): AppJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    state.accept_generation(&req.model)?;
+    state.accept_request()?;
     if state.config.log_content {
         tracing::info!(prompt = ?req.prompt, "completion request");
     }
-    let model = state.model.clone();
+    let model = state.models.chat(Some(&req.model)).await?;
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared = prepare_blocking(&state, move || prepare::completion(&req, &model, max_tokens_limit)).await?;
+    let preparing = model.clone();
+    let prepared = prepare_blocking(&state, move || prepare::completion(&req, &preparing, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
     let n = output.n;
     let mut streams = Vec::new();
     let mut echoes = Vec::new();
     for (i, (generate, echo)) in prepared.prompts.into_iter().enumerate() {
-        let pieces = submit(&state, key.clone(), arrived, generate, &output)?;
+        let pieces = submit(&state, &model, Origin { key: key.clone(), arrived }, generate, &output)?;
         streams.push(pieces.map(move |piece| offset(piece, i * n)).boxed());
         echoes.extend(std::iter::repeat_n(echo, n));
     }
     let pieces = merge(streams);
-    let meta = ResponseMeta::new("cmpl", &state.model.id);
-    let writer = Writer { state, meta, logprobs: output.logprobs.is_some(), offsets: vec![0; echoes.len()] };
+    let meta = ResponseMeta::new("cmpl", &model.id);
+    let writer = Writer { model, meta, logprobs: output.logprobs.is_some(), offsets: vec![0; echoes.len()] };
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces, echoes, output.include_usage)))
     } else {
@@ -98,7 +101,7 @@ fn merge(streams: Vec<PieceStream>) -> PieceStream {
 
 /// Turns pieces into choices' text and legacy log-probabilities, tracking each choice's text offset.
 struct Writer {
-    state: AppState,
+    model: Arc<ChatModel>,
     meta: ResponseMeta,
     logprobs: bool,
     /// Characters written so far, per choice.
@@ -112,12 +115,12 @@ impl Writer {
         }
         let mut out = CompletionLogprobs::default();
         for t in tokens {
-            let (text, _) = token_text(&self.state, t.id);
+            let (text, _) = token_text(&self.model, t.id);
             out.text_offset.push(self.offsets[choice] as u32);
             self.offsets[choice] += text.chars().count();
             out.tokens.push(text);
             out.token_logprobs.push(Some(f64::from(t.logprob)));
-            let top = t.top_logprobs.iter().map(|&(id, lp)| (token_text(&self.state, id).0, f64::from(lp))).collect();
+            let top = t.top_logprobs.iter().map(|&(id, lp)| (token_text(&self.model, id).0, f64::from(lp))).collect();
             out.top_logprobs.push(Some(TopLogprobs(top)));
         }
         Some(out)

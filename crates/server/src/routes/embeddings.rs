@@ -15,24 +15,8 @@ pub async fn create(
     State(state): State<AppState>,
     AppJson(req): AppJson<EmbeddingRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {
-    if state.lifecycle.is_draining() {
-        return Err(ApiError::Unavailable("the server is shutting down".into()));
-    }
-    let model = match &state.embedding {
-        Some(model) if model.id == req.model => model.clone(),
-        _ if req.model == state.model.id => {
-            let served =
-                state.embedding.as_ref().map_or("none is served".into(), |m| format!("this server has `{}`", m.id));
-            return Err(ApiError::invalid(
-                "model",
-                format!(
-                    "`{}` is a chat model and cannot create embeddings; use an embedding model ({served})",
-                    req.model
-                ),
-            ));
-        }
-        _ => return Err(ApiError::ModelNotFound(req.model)),
-    };
+    state.accept_request()?;
+    let model = state.models.embedder(&req.model).await?;
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

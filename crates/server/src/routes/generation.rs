@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -13,6 +14,7 @@ use hearth_engine::{GenerateRequest, SubmitError};
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::metrics::RequestObserver;
+use crate::model::{ChatModel, ServedModel};
 use crate::prepare::OutputOptions;
 use crate::stream::{pieces, GenerationRequest, Piece};
 
@@ -41,25 +43,35 @@ impl ResponseMeta {
     }
 }
 
-/// Queues `generate` on the engine and returns its pieces, which end early with an error when the
-/// server shuts down or the request's deadline passes.
+/// Who sent a request and when it arrived, for its metrics and its deadline.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The API key's name, when auth is on.
+    pub key: Option<String>,
+    /// When the request arrived.
+    pub arrived: Instant,
+}
+
+/// Queues `generate` on `model`'s engine and returns its pieces, which end early with an error when
+/// the server shuts down or the request's deadline passes.
 pub fn submit(
     state: &AppState,
-    key: Option<String>,
-    arrived: Instant,
+    model: &Arc<ChatModel>,
+    origin: Origin,
     generate: GenerateRequest,
     output: &OutputOptions,
 ) -> Result<PieceStream, ApiError> {
+    let Origin { key, arrived } = origin;
     let (stop, logprobs) = (output.stop.clone(), output.logprobs.is_some());
     let prompt_tokens = generate.prompt.len();
     let n = generate.n;
-    let events = state.engine.submit(generate).inspect_err(|e| {
+    let events = model.engine.submit(generate).inspect_err(|e| {
         if matches!(e, SubmitError::Overloaded(_)) {
             state.metrics.rejected();
         }
     })?;
-    let observer = RequestObserver::new(state.metrics.clone(), key, arrived);
-    let request = GenerationRequest { model: state.model.clone(), stop, prompt_tokens, n, logprobs, observer };
+    let observer = RequestObserver::new(state.metrics.clone(), &model.id, key, arrived);
+    let request = GenerationRequest { model: model.clone(), stop, prompt_tokens, n, logprobs, observer };
     let shutdown = state.lifecycle.aborted();
     let deadline = state.config.request_timeout;
     let abort = async move {
@@ -108,7 +120,7 @@ pub fn done_event() -> SseEvent {
 }
 
 /// A token's text (lossy inside a multi-byte character) and its bytes.
-pub fn token_text(state: &AppState, id: u32) -> (String, Vec<u8>) {
-    let bytes = state.model.tokenizer.token_bytes(id);
+pub fn token_text(model: &ServedModel, id: u32) -> (String, Vec<u8>) {
+    let bytes = model.tokenizer.token_bytes(id);
     (String::from_utf8_lossy(&bytes).into_owned(), bytes)
 }

@@ -15,9 +15,10 @@ pub async fn tokenize(
     State(state): State<AppState>,
     AppJson(req): AppJson<TokenizeRequest>,
 ) -> Result<Json<TokenizeResponse>, ApiError> {
-    let model = state.model.clone();
+    let model = state.models.chat(req.model.as_deref()).await?;
+    let max_model_len = model.context_length;
     let tokens = prepare_blocking(&state, move || prepare::tokenize(&req, &model)).await?;
-    Ok(Json(TokenizeResponse { count: tokens.len(), max_model_len: state.model.context_length, tokens }))
+    Ok(Json(TokenizeResponse { count: tokens.len(), max_model_len, tokens }))
 }
 
 /// Token ids back to text.
@@ -25,7 +26,7 @@ pub async fn detokenize(
     State(state): State<AppState>,
     AppJson(req): AppJson<DetokenizeRequest>,
 ) -> Result<Json<DetokenizeResponse>, ApiError> {
-    let model = state.model.clone();
+    let model = state.models.chat(req.model.as_deref()).await?;
     let prompt = prepare_blocking(&state, move || prepare::detokenize(&req, &model)).await?;
     Ok(Json(DetokenizeResponse { prompt }))
 }

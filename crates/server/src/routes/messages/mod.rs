@@ -24,7 +24,7 @@ use crate::auth::KeyName;
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::prepare;
-use crate::routes::generation::{prepare_blocking, sse_response, submit};
+use crate::routes::generation::{prepare_blocking, sse_response, submit, Origin};
 use events::MessageWriter;
 
 /// `POST /v1/messages`.
@@ -34,18 +34,20 @@ pub async fn create(
     AppJson(req): AppJson<MessagesRequest>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    state.accept_generation(&req.model)?;
+    state.accept_request()?;
     if state.config.log_content {
         tracing::info!(messages = ?req.messages, system = ?req.system, "messages request");
     }
-    let model = state.model.clone();
+    let model = state.models.chat(Some(&req.model)).await?;
     let max_tokens_limit = state.config.max_tokens_limit;
-    let prepared = prepare_blocking(&state, move || prepare::messages(&req, &model, max_tokens_limit)).await?;
+    let preparing = model.clone();
+    let prepared = prepare_blocking(&state, move || prepare::messages(&req, &preparing, max_tokens_limit)).await?;
     let output = prepared.output;
     let prompt_tokens = prepared.generate.prompt.len() as u32;
     let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, 1);
-    let writer = MessageWriter::new(&state.model.id, prompt_tokens);
+    let pieces =
+        chat_pieces(submit(&state, &model, Origin { key, arrived }, prepared.generate, &output)?, prepared.answer, 1);
+    let writer = MessageWriter::new(&model.id, prompt_tokens);
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces)))
     } else {
@@ -58,7 +60,7 @@ pub async fn count_tokens(
     State(state): State<AppState>,
     AppJson(req): AppJson<MessagesRequest>,
 ) -> Result<Json<TokenCount>, ApiError> {
-    let model = state.model.clone();
+    let model = state.models.chat(Some(&req.model)).await?;
     let max_tokens_limit = state.config.max_tokens_limit;
     let tokens = prepare_blocking(&state, move || prepare::count_tokens(&req, &model, max_tokens_limit)).await?;
     Ok(Json(TokenCount { input_tokens: tokens as u32 }))

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::extract::{AppJson, AppPath};
 use crate::prepare;
 use crate::response_store::Stored;
-use crate::routes::generation::{prepare_blocking, sse_response, submit};
+use crate::routes::generation::{prepare_blocking, sse_response, submit, Origin};
 use events::ResponseWriter;
 
 /// `POST /v1/responses`.
@@ -35,7 +35,7 @@ pub async fn create(
     AppJson(req): AppJson<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
-    state.accept_generation(&req.model)?;
+    state.accept_request()?;
     if state.config.log_content {
         tracing::info!(input = ?req.input, instructions = ?req.instructions, "responses request");
     }
@@ -43,19 +43,20 @@ pub async fn create(
         Some(id) => state.responses.get(id).ok_or_else(|| not_found(id))?.conversation,
         None => Arc::new(Vec::new()),
     };
+    let model = state.models.chat(Some(&req.model)).await?;
     // The writer takes what it echoes now, so the request itself moves to preparation, never copied.
-    let tokenizer = state.model.tokenizer.clone();
-    let writer = ResponseWriter::new(&req, &state.model.id, move |text| {
-        tokenizer.encode_text(text).map_or(0, |ids| ids.len() as u32)
-    });
+    let tokenizer = model.tokenizer.clone();
+    let writer =
+        ResponseWriter::new(&req, &model.id, move |text| tokenizer.encode_text(text).map_or(0, |ids| ids.len() as u32));
     let store = req.store.unwrap_or(true);
-    let model = state.model.clone();
     let max_tokens_limit = state.config.max_tokens_limit;
+    let preparing = model.clone();
     let (prepared, conversation) =
-        prepare_blocking(&state, move || prepare::responses(&req, &history, &model, max_tokens_limit)).await?;
+        prepare_blocking(&state, move || prepare::responses(&req, &history, &preparing, max_tokens_limit)).await?;
     let output = prepared.output;
     let key = key.map(|Extension(KeyName(name))| name);
-    let pieces = chat_pieces(submit(&state, key, arrived, prepared.generate, &output)?, prepared.answer, 1);
+    let pieces =
+        chat_pieces(submit(&state, &model, Origin { key, arrived }, prepared.generate, &output)?, prepared.answer, 1);
     let keep = Keep { state: state.clone(), conversation, store };
     if output.stream {
         Ok(sse_response(sse_events(writer, pieces, keep)))

@@ -1,0 +1,680 @@
+//! The models a server can serve and the ones it holds in memory: loading on first request (one load
+//! shared by everyone who asks), unloading the least recently used idle model when memory or the model
+//! count runs out, and unloading models left idle.
+//!
+//! A model is *in use* while a request holds its [`Loaded`] handle (an `Arc`): from the look-up, through
+//! preparation, to the end of its response stream. Only the registry hands handles out, under its lock,
+//! so a model whose only reference is the registry's can be unloaded without racing a new request.
+
+pub mod catalog;
+pub mod load;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hearth_engine::{EngineConfig, EngineStats, EngineWatch, StepGate};
+use hearth_protocol::ModelState;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::model::{ChatModel, ServedEmbedder};
+use catalog::{Catalog, Entry, FileStamp, Kind};
+use load::KvSizing;
+pub use load::{Loaded, Memory, Probe};
+
+/// How long a request waits for another model's requests to finish before a load that needs their
+/// memory gives up with a 503: long enough for a response that is just ending.
+const BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a load waits for unloaded engines to stop and free their memory.
+const RELEASE_WAIT: Duration = Duration::from_secs(30);
+
+/// The servable models and the loaded ones.
+#[derive(Debug)]
+pub struct Registry {
+    catalog: Catalog,
+    pinned: HashSet<String>,
+    max_loaded: Option<usize>,
+    budget: u64,
+    idle_unload: Option<Duration>,
+    kv: KvSizing,
+    limits: EngineConfig,
+    gate: StepGate,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The last scan of the catalog.
+    entries: Vec<Entry>,
+    /// Models loading, loaded, or failed; any other entry is available.
+    slots: HashMap<String, Slot>,
+    /// Probes by file, while the file is unchanged.
+    probes: HashMap<PathBuf, (FileStamp, Result<Probe, String>)>,
+    /// Engines unloaded whose threads may still be freeing their memory.
+    releasing: Vec<EngineWatch>,
+    /// Loads and unloads (by reason) per model since start.
+    counters: BTreeMap<String, Counters>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: State,
+    last_used: Instant,
+}
+
+#[derive(Debug)]
+enum State {
+    Loading { done: watch::Receiver<bool>, waiting: Arc<AtomicUsize>, reserved: u64 },
+    Loaded { model: Loaded, memory: Memory, created: u64 },
+    Failed { reason: String, stamp: Option<FileStamp> },
+}
+
+/// Loads and unloads of one model since start.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Loads that succeeded.
+    pub loads: u64,
+    /// Loads that failed.
+    pub failures: u64,
+    /// Unloads by reason: `memory`, `count`, `idle`, `admin`, `stopped`.
+    pub unloads: BTreeMap<&'static str, u64>,
+}
+
+/// One servable model as `/v1/models` and `/metrics` show it.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    /// Where it comes from.
+    pub entry: Entry,
+    /// Other ids for it.
+    pub aliases: Vec<String>,
+    /// Loaded, loading, available or failed.
+    pub state: ModelState,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Memory held (loaded) or needed (otherwise, when the header could be read).
+    pub memory: Option<u64>,
+    /// Never unloaded once loaded.
+    pub pinned: bool,
+    /// Unix seconds when it was loaded, or its file's modification time.
+    pub created: u64,
+    /// Context length in tokens, as served (loaded) or as the file declares.
+    pub context_length: usize,
+    /// Whether it serves chat (a chat model with a template).
+    pub chat: bool,
+    /// Its engine's counters, while loaded (chat models).
+    pub engine: Option<EngineStats>,
+    /// Loads and unloads since start.
+    pub counters: Counters,
+}
+
+impl Registry {
+    /// The registry `config` describes, with the models it names loaded now (an error stops start-up).
+    pub fn start(config: &Config) -> anyhow::Result<Arc<Self>> {
+        let budget = config.models.memory.unwrap_or_else(|| available_memory() / 4 * 3);
+        let registry = Arc::new(Self {
+            catalog: Catalog::new(config),
+            pinned: config.models.pinned.iter().cloned().collect(),
+            max_loaded: config.models.max_loaded,
+            budget,
+            idle_unload: config.models.idle_unload,
+            kv: KvSizing {
+                fixed: config.engine.kv_cache_memory,
+                sequences: config.engine.limits.max_running,
+                cap: budget / 4,
+            },
+            limits: config.engine.limits,
+            gate: StepGate::default(),
+            inner: Mutex::default(),
+        });
+        let fixed = registry.catalog.fixed().to_vec();
+        let mut ids = HashSet::new();
+        for entry in &fixed {
+            if !ids.insert(entry.id.clone()) {
+                anyhow::bail!("two models are named `{}`; rename one with --served-model-name", entry.id);
+            }
+            if !entry.path.exists() {
+                anyhow::bail!(
+                    "model {} not found; fetch the default model with scripts/fetch-models.sh or pass --model PATH",
+                    entry.path.display()
+                );
+            }
+            registry.load_now(entry)?;
+        }
+        {
+            let mut inner = registry.lock();
+            inner.rescan(&registry.catalog);
+            let entries = inner.entries.len();
+            tracing::info!(servable = entries, budget_mib = budget >> 20, max_loaded = ?registry.max_loaded, "models");
+        }
+        if let Some(idle) = registry.idle_unload {
+            spawn_reaper(Arc::downgrade(&registry), idle);
+        }
+        Ok(registry)
+    }
+
+    /// Loads a model named at start, on this thread.
+    fn load_now(&self, entry: &Entry) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let probe = load::probe(entry, self.kv).map_err(|e| anyhow::anyhow!("{}: {e}", entry.path.display()))?;
+        let (model, memory) = load::load(entry, probe, self.limits, self.gate.clone())
+            .map_err(|e| anyhow::anyhow!("loading {}: {e}", entry.path.display()))?;
+        self.log_loaded(entry, &memory, started);
+        let mut inner = self.lock();
+        inner.counters.entry(entry.id.clone()).or_default().loads += 1;
+        let state = State::Loaded { model, memory, created: unix_now() };
+        inner.slots.insert(entry.id.clone(), Slot { state, last_used: Instant::now() });
+        Ok(())
+    }
+
+    fn log_loaded(&self, entry: &Entry, memory: &Memory, started: Instant) {
+        tracing::info!(
+            model = %entry.id,
+            path = %entry.path.display(),
+            weights_mib = memory.weights >> 20,
+            kv_cache_mib = memory.kv_cache >> 20,
+            seconds = started.elapsed().as_secs_f32(),
+            "model loaded"
+        );
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The chat model `requested` names (the default one when `None`), loading it if needed.
+    pub async fn chat(self: &Arc<Self>, requested: Option<&str>) -> Result<Arc<ChatModel>, ApiError> {
+        let id = match requested {
+            Some(id) => id.to_string(),
+            None => self.default_chat()?,
+        };
+        match self.acquire(&id, Kind::Chat).await? {
+            Loaded::Chat(model) => Ok(model),
+            Loaded::Embedding(_) => unreachable!("acquire checks the kind"),
+        }
+    }
+
+    /// The embedding model `requested` names, loading it if needed.
+    pub async fn embedder(self: &Arc<Self>, requested: &str) -> Result<Arc<ServedEmbedder>, ApiError> {
+        match self.acquire(requested, Kind::Embedding).await? {
+            Loaded::Embedding(model) => Ok(model),
+            Loaded::Chat(_) => unreachable!("acquire checks the kind"),
+        }
+    }
+
+    /// The id a request without `model` means: the chat model named at start, else the only one there is.
+    fn default_chat(&self) -> Result<String, ApiError> {
+        if let Some(entry) = self.catalog.fixed().iter().find(|e| e.kind == Kind::Chat) {
+            return Ok(entry.id.clone());
+        }
+        let mut inner = self.lock();
+        inner.rescan(&self.catalog);
+        let chats: Vec<&Entry> = inner.entries.iter().filter(|e| e.kind == Kind::Chat).collect();
+        match chats.as_slice() {
+            [only] => Ok(only.id.clone()),
+            _ => {
+                Err(ApiError::invalid("model", format!("`model` is required: {} chat models are served", chats.len())))
+            }
+        }
+    }
+
+    /// Loads model `id` (`POST /models/load`), waiting until it is in memory.
+    pub async fn load(self: &Arc<Self>, id: &str) -> Result<(), ApiError> {
+        let kind = {
+            let mut inner = self.lock();
+            inner.find(&self.catalog, id)?.kind
+        };
+        self.acquire(id, kind).await.map(drop)
+    }
+
+    /// Unloads model `id` now (`POST /models/unload`): refused while it serves requests, loads or is pinned.
+    pub fn unload(&self, id: &str) -> Result<(), ApiError> {
+        let mut inner = self.lock();
+        let id = inner.find(&self.catalog, id)?.id;
+        let loaded = match inner.slots.get(&id).map(|s| &s.state) {
+            Some(State::Loaded { model, .. }) => model.clone(),
+            Some(State::Loading { .. }) => {
+                return Err(ApiError::ModelBusy(format!("`{id}` is loading; unload it once it has loaded")))
+            }
+            _ => return Err(ApiError::invalid("model", format!("`{id}` is not loaded"))),
+        };
+        if self.pinned.contains(&id) {
+            return Err(ApiError::invalid("model", format!("`{id}` is pinned (--pin-model) and stays loaded")));
+        }
+        drop(loaded);
+        if inner.in_use(&id) {
+            return Err(ApiError::ModelBusy(format!("`{id}` is serving requests; unload it once they finish")));
+        }
+        inner.unload(&id, "admin");
+        Ok(())
+    }
+
+    /// Every servable model, loaded or not, after reading the models directories again.
+    pub fn list(&self) -> Vec<Listing> {
+        let mut inner = self.lock();
+        inner.rescan(&self.catalog);
+        let Inner { entries, slots, probes, counters, .. } = &mut *inner;
+        entries
+            .iter()
+            .map(|entry| {
+                let counters = counters.get(&entry.id).cloned().unwrap_or_default();
+                let aliases = self.catalog.aliases_of(&entry.id);
+                let pinned = self.pinned.contains(&entry.id);
+                let base = Listing {
+                    entry: entry.clone(),
+                    aliases,
+                    state: ModelState::Available,
+                    reason: None,
+                    memory: None,
+                    pinned,
+                    created: file_time(entry),
+                    context_length: 0,
+                    chat: false,
+                    engine: None,
+                    counters,
+                };
+                match slots.get(&entry.id).map(|s| &s.state) {
+                    Some(State::Loaded { model, memory, created }) => {
+                        let (context_length, chat, engine) = match model {
+                            Loaded::Chat(m) => (m.context_length, m.template.is_some(), Some(m.engine.stats())),
+                            Loaded::Embedding(m) => (m.worker.info().max_tokens, false, None),
+                        };
+                        Listing {
+                            state: ModelState::Loaded,
+                            memory: Some(memory.total()),
+                            created: *created,
+                            context_length,
+                            chat,
+                            engine,
+                            ..base
+                        }
+                    }
+                    Some(State::Failed { reason, .. }) => {
+                        Listing { state: ModelState::Failed, reason: Some(reason.clone()), ..base }
+                    }
+                    state => {
+                        let loading = matches!(state, Some(State::Loading { .. }));
+                        let state = if loading { ModelState::Loading } else { ModelState::Available };
+                        match probe_cached(probes, entry, self.kv) {
+                            Ok(p) => Listing {
+                                state,
+                                memory: Some(p.total()),
+                                context_length: p.context_length,
+                                chat: p.chat,
+                                ..base
+                            },
+                            Err(reason) => Listing { state: ModelState::Failed, reason: Some(reason), ..base },
+                        }
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Whether every loaded chat model's engine is still running.
+    pub fn engines_alive(&self) -> bool {
+        self.lock().slots.values().all(|slot| match &slot.state {
+            State::Loaded { model: Loaded::Chat(m), .. } => m.engine.is_alive(),
+            _ => true,
+        })
+    }
+
+    /// The memory budget of loaded models, in bytes.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// Unloads every model idle for `idle` (not pinned, no request in flight).
+    fn unload_idle(&self, idle: Duration) {
+        let mut inner = self.lock();
+        let now = Instant::now();
+        let mut idle_ids = Vec::new();
+        for (id, slot) in &mut inner.slots {
+            if let State::Loaded { model, .. } = &slot.state {
+                if model.in_use() {
+                    slot.last_used = now;
+                } else if now.duration_since(slot.last_used) >= idle && !self.pinned.contains(id) {
+                    idle_ids.push(id.clone());
+                }
+            }
+        }
+        for id in idle_ids {
+            inner.unload(&id, "idle");
+        }
+    }
+
+    /// The loaded model `id` names, loading it first when it is not; `kind` must match.
+    async fn acquire(self: &Arc<Self>, requested: &str, kind: Kind) -> Result<Loaded, ApiError> {
+        let mut waiting: Option<Waiting> = None;
+        let busy_until = Instant::now() + BUSY_WAIT;
+        loop {
+            let step = self.acquire_step(requested, kind, &mut waiting);
+            let mut done = match step {
+                Ok(Step::Ready(model)) => return Ok(model),
+                Ok(Step::Wait(done)) => done,
+                Err(ApiError::ModelBusy(_)) if Instant::now() < busy_until => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = done.wait_for(|finished| *finished).await;
+        }
+    }
+
+    fn acquire_step(
+        self: &Arc<Self>,
+        requested: &str,
+        kind: Kind,
+        waiting: &mut Option<Waiting>,
+    ) -> Result<Step, ApiError> {
+        let mut inner = self.lock();
+        let entry = inner.find(&self.catalog, requested)?;
+        if entry.kind != kind {
+            return Err(wrong_kind(&entry));
+        }
+        let id = entry.id.clone();
+        let stamp = entry.stamp();
+        let slot = inner.slots.get_mut(&id);
+        match slot.map(|s| (&mut s.last_used, &s.state)) {
+            Some((last_used, State::Loaded { model, .. })) => {
+                let dead = matches!(model, Loaded::Chat(m) if !m.engine.is_alive());
+                if !dead {
+                    *last_used = Instant::now();
+                    return Ok(Step::Ready(model.clone()));
+                }
+                tracing::error!(model = %id, "the model's engine has stopped; loading it again");
+                inner.unload(&id, "stopped");
+            }
+            Some((_, State::Failed { reason, stamp: failed })) if *failed == stamp => {
+                return Err(ApiError::ModelFailed(format!("model `{id}` cannot be loaded: {reason}")));
+            }
+            Some((_, State::Loading { done, waiting: count, .. })) => {
+                if waiting.is_none() {
+                    let cap = self.limits.max_running + self.limits.max_waiting;
+                    if count.load(Ordering::Relaxed) >= cap {
+                        return Err(ApiError::Overloaded(format!("{cap} requests are waiting for `{id}` to load")));
+                    }
+                    *waiting = Some(Waiting::new(count.clone()));
+                }
+                return Ok(Step::Wait(done.clone()));
+            }
+            _ => {}
+        }
+        self.begin_load(&mut inner, entry, stamp).map(Step::Wait)
+    }
+
+    /// Reserves memory for `entry` (unloading idle models as needed) and starts loading it.
+    fn begin_load(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        entry: Entry,
+        stamp: Option<FileStamp>,
+    ) -> Result<watch::Receiver<bool>, ApiError> {
+        let id = entry.id.clone();
+        let failed = |inner: &mut Inner, reason: String| {
+            tracing::warn!(model = %id, %reason, "model cannot be loaded");
+            inner.counters.entry(id.clone()).or_default().failures += 1;
+            inner.slots.insert(
+                id.clone(),
+                Slot { state: State::Failed { reason: reason.clone(), stamp }, last_used: Instant::now() },
+            );
+            ApiError::ModelFailed(format!("model `{id}` cannot be loaded: {reason}"))
+        };
+        let probe = match probe_cached(&mut inner.probes, &entry, self.kv) {
+            Ok(probe) => probe,
+            Err(reason) => return Err(failed(inner, reason)),
+        };
+        if probe.total() > self.budget {
+            let reason = format!(
+                "it needs {} MiB (weights {} MiB, KV cache {} MiB), more than the whole models memory budget of {} MiB (--models-memory)",
+                probe.total() >> 20,
+                probe.weights >> 20,
+                probe.kv_cache >> 20,
+                self.budget >> 20
+            );
+            return Err(failed(inner, reason));
+        }
+        self.make_room(inner, &id, probe.total())?;
+        let (finished, done) = watch::channel(false);
+        let state = State::Loading { done: done.clone(), waiting: Arc::default(), reserved: probe.total() };
+        inner.slots.insert(id.clone(), Slot { state, last_used: Instant::now() });
+        inner.releasing.retain(|engine| !engine.released());
+        let releasing = inner.releasing.clone();
+        let (registry, limits, gate) = (self.clone(), self.limits, self.gate.clone());
+        tracing::info!(model = %id, path = %entry.path.display(), needs_mib = probe.total() >> 20, "loading model");
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let loading = entry.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                wait_released(&releasing);
+                load::load(&loading, probe, limits, gate)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the loading thread failed: {e}")));
+            registry.finish_load(&entry, outcome, stamp, started);
+            let _ = finished.send(true);
+        });
+        Ok(done)
+    }
+
+    /// Records how a load ended.
+    fn finish_load(
+        &self,
+        entry: &Entry,
+        outcome: Result<(Loaded, Memory), String>,
+        stamp: Option<FileStamp>,
+        started: Instant,
+    ) {
+        let mut inner = self.lock();
+        let counters = inner.counters.entry(entry.id.clone()).or_default();
+        let state = match outcome {
+            Ok((model, memory)) => {
+                counters.loads += 1;
+                self.log_loaded(entry, &memory, started);
+                State::Loaded { model, memory, created: unix_now() }
+            }
+            Err(reason) => {
+                counters.failures += 1;
+                tracing::warn!(model = %entry.id, %reason, "model failed to load");
+                State::Failed { reason, stamp }
+            }
+        };
+        inner.slots.insert(entry.id.clone(), Slot { state, last_used: Instant::now() });
+    }
+
+    /// Unloads least recently used idle models until one more model of `need` bytes fits the count and
+    /// the budget; a 503 when the models holding the memory are serving requests or pinned.
+    fn make_room(&self, inner: &mut Inner, id: &str, need: u64) -> Result<(), ApiError> {
+        loop {
+            let held: u64 = inner.slots.values().map(|s| s.state.held()).sum();
+            let count = inner.slots.values().filter(|s| !matches!(s.state, State::Failed { .. })).count();
+            let too_many = self.max_loaded.is_some_and(|max| count + 1 > max);
+            if !too_many && held + need <= self.budget {
+                return Ok(());
+            }
+            let victim = inner
+                .slots
+                .iter()
+                .filter(|(victim, slot)| {
+                    matches!(&slot.state, State::Loaded { model, .. } if !model.in_use())
+                        && !self.pinned.contains(*victim)
+                })
+                .min_by_key(|(_, slot)| slot.last_used)
+                .map(|(victim, _)| victim.clone());
+            match victim {
+                Some(victim) => inner.unload(&victim, if too_many { "count" } else { "memory" }),
+                None => {
+                    let why = match too_many {
+                        true => format!("{count} models are loaded (--max-loaded-models)"),
+                        false => format!(
+                            "it needs {} MiB and {} of the {} MiB budget are held",
+                            need >> 20,
+                            held >> 20,
+                            self.budget >> 20
+                        ),
+                    };
+                    return Err(ApiError::ModelBusy(format!(
+                        "model `{id}` cannot be loaded now: {why} by models that are serving requests, loading or pinned; retry shortly"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    /// Memory it holds or has reserved.
+    fn held(&self) -> u64 {
+        match self {
+            State::Loading { reserved, .. } => *reserved,
+            State::Loaded { memory, .. } => memory.total(),
+            State::Failed { .. } => 0,
+        }
+    }
+}
+
+impl Inner {
+    /// The entry `requested` names (an id or an alias), reading the directories again when it is unknown.
+    fn find(&mut self, catalog: &Catalog, requested: &str) -> Result<Entry, ApiError> {
+        let id = catalog.resolve(requested);
+        if let Some(entry) = self.entries.iter().find(|e| e.id == id) {
+            return Ok(entry.clone());
+        }
+        self.rescan(catalog);
+        self.entries.iter().find(|e| e.id == id).cloned().ok_or_else(|| ApiError::ModelNotFound(requested.to_string()))
+    }
+
+    /// Reads the directories again. A model in memory whose file has gone stays (it serves until it is
+    /// unloaded); what was learnt about other vanished files is forgotten.
+    fn rescan(&mut self, catalog: &Catalog) {
+        let previous = std::mem::replace(&mut self.entries, catalog.scan());
+        for entry in previous {
+            let held = self.slots.get(&entry.id).is_some_and(|s| !matches!(s.state, State::Failed { .. }));
+            if held && !self.entries.iter().any(|e| e.id == entry.id) {
+                self.entries.push(entry);
+            }
+        }
+        let entries = &self.entries;
+        self.slots.retain(|id, _| entries.iter().any(|e| &e.id == id));
+        self.probes.retain(|path, _| entries.iter().any(|e| &e.path == path));
+    }
+
+    fn in_use(&self, id: &str) -> bool {
+        matches!(self.slots.get(id).map(|s| &s.state), Some(State::Loaded { model, .. }) if model.in_use())
+    }
+
+    /// Drops the registry's reference: the engine stops and frees its memory once its requests end.
+    fn unload(&mut self, id: &str, reason: &'static str) {
+        let Some(slot) = self.slots.remove(id) else { return };
+        if let State::Loaded { model, memory, .. } = slot.state {
+            if let Loaded::Chat(m) = &model {
+                self.releasing.push(m.engine.watch());
+            }
+            *self.counters.entry(id.to_string()).or_default().unloads.entry(reason).or_default() += 1;
+            tracing::info!(model = %id, reason, freed_mib = memory.total() >> 20, "model unloaded");
+        }
+    }
+}
+
+/// What one look-up found.
+enum Step {
+    Ready(Loaded),
+    Wait(watch::Receiver<bool>),
+}
+
+/// A request counted among those waiting for a load, until it stops waiting.
+struct Waiting(Arc<AtomicUsize>);
+
+impl Waiting {
+    fn new(count: Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The probe of `entry`, read again only when its file changed.
+fn probe_cached(
+    probes: &mut HashMap<PathBuf, (FileStamp, Result<Probe, String>)>,
+    entry: &Entry,
+    kv: KvSizing,
+) -> Result<Probe, String> {
+    let Some(stamp) = entry.stamp() else {
+        return Err(format!("{} is gone", entry.weights_file().display()));
+    };
+    match probes.get(&entry.path) {
+        Some((cached, probe)) if *cached == stamp => probe.clone(),
+        _ => {
+            let probe = load::probe(entry, kv);
+            probes.insert(entry.path.clone(), (stamp, probe.clone()));
+            probe
+        }
+    }
+}
+
+/// A 400 for a request that names a model of the other kind.
+fn wrong_kind(entry: &Entry) -> ApiError {
+    let id = &entry.id;
+    match entry.kind {
+        Kind::Embedding => ApiError::invalid(
+            "model",
+            format!("`{id}` is an embedding model and cannot generate text; use a chat model or /v1/embeddings"),
+        ),
+        Kind::Chat => ApiError::invalid(
+            "model",
+            format!("`{id}` is a chat model and cannot create embeddings; use an embedding model"),
+        ),
+    }
+}
+
+/// Waits (bounded) until unloaded engines have freed their memory, then returns it to the system.
+fn wait_released(engines: &[EngineWatch]) {
+    let deadline = Instant::now() + RELEASE_WAIT;
+    while engines.iter().any(|e| !e.released()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    hearth_models::release_free_memory();
+}
+
+/// Unloads idle models every so often, for as long as the registry lives.
+fn spawn_reaper(registry: Weak<Registry>, idle: Duration) {
+    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let spawned = std::thread::Builder::new().name("model-reaper".into()).spawn(move || loop {
+        std::thread::sleep(period);
+        let Some(registry) = registry.upgrade() else { return };
+        registry.unload_idle(idle);
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the idle-model thread; idle models stay loaded");
+    }
+}
+
+/// Bytes of memory available now (4 GiB where `/proc/meminfo` cannot be read).
+fn available_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(4 << 30, |kib| kib * 1024)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The weights file's modification time in Unix seconds, 0 when unknown.
+fn file_time(entry: &Entry) -> u64 {
+    entry.stamp().and_then(|s| s.modified).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
+}
