@@ -110,7 +110,7 @@ fn models_directories_replace_the_default_model_and_flags_override_the_file() {
     assert_eq!(config.model.path, None, "a models directory alone serves no default model");
     assert_eq!(config.model.embedding, None);
     let models = config.models;
-    assert_eq!(models.dirs, [dir.clone()]);
+    assert_eq!(models.dirs, std::slice::from_ref(&dir));
     assert_eq!(models.max_loaded, None, "0 from the flag means no limit");
     assert_eq!(models.memory, Some(2 << 30));
     assert_eq!(models.idle_unload, Some(std::time::Duration::from_secs(60)));

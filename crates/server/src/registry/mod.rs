@@ -254,9 +254,20 @@ impl Registry {
     }
 
     /// Every servable model, loaded or not, after reading the models directories again.
+    /// Blocking: reads the headers of files not read before (outside the registry's lock).
     pub fn list(&self) -> Vec<Listing> {
+        let unread: Vec<Entry> = {
+            let mut inner = self.lock();
+            inner.rescan(&self.catalog);
+            inner.entries.iter().filter(|e| !inner.probed(e)).cloned().collect()
+        };
+        let read: Vec<_> = unread.iter().map(|e| (e, e.stamp(), load::probe(e, self.kv))).collect();
         let mut inner = self.lock();
-        inner.rescan(&self.catalog);
+        for (entry, stamp, probe) in read {
+            if let Some(stamp) = stamp {
+                inner.probes.insert(entry.path.clone(), (stamp, probe));
+            }
+        }
         let Inner { entries, slots, probes, counters, .. } = &mut *inner;
         entries
             .iter()
@@ -356,6 +367,10 @@ impl Registry {
             let mut done = match step {
                 Ok(Step::Ready(model)) => return Ok(model),
                 Ok(Step::Wait(done)) => done,
+                Ok(Step::Probe(entry)) => {
+                    self.probe_unlocked(entry).await;
+                    continue;
+                }
                 Err(ApiError::ModelBusy(_)) if Instant::now() < busy_until => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
@@ -405,7 +420,23 @@ impl Registry {
             }
             _ => {}
         }
+        if !inner.probed(&entry) {
+            return Ok(Step::Probe(entry));
+        }
         self.begin_load(&mut inner, entry, stamp).map(Step::Wait)
+    }
+
+    /// Reads `entry`'s header on a blocking thread, so the registry's lock is never held over file reads.
+    async fn probe_unlocked(&self, entry: Entry) {
+        let kv = self.kv;
+        let read = tokio::task::spawn_blocking(move || {
+            let (stamp, probe) = (entry.stamp(), load::probe(&entry, kv));
+            (entry, stamp, probe)
+        })
+        .await;
+        if let Ok((entry, Some(stamp), probe)) = read {
+            self.lock().probes.insert(entry.path, (stamp, probe));
+        }
     }
 
     /// Reserves memory for `entry` (unloading idle models as needed) and starts loading it.
@@ -564,6 +595,14 @@ impl Inner {
         self.probes.retain(|path, _| entries.iter().any(|e| &e.path == path));
     }
 
+    /// Whether `entry`'s file was read since it last changed (or it is gone, which needs no reading).
+    fn probed(&self, entry: &Entry) -> bool {
+        match entry.stamp() {
+            Some(stamp) => self.probes.get(&entry.path).is_some_and(|(read, _)| *read == stamp),
+            None => true,
+        }
+    }
+
     fn in_use(&self, id: &str) -> bool {
         matches!(self.slots.get(id).map(|s| &s.state), Some(State::Loaded { model, .. }) if model.in_use())
     }
@@ -585,6 +624,8 @@ impl Inner {
 enum Step {
     Ready(Loaded),
     Wait(watch::Receiver<bool>),
+    /// The file's header has to be read first.
+    Probe(Entry),
 }
 
 /// A request counted among those waiting for a load, until it stops waiting.

@@ -14,8 +14,14 @@ use crate::registry::catalog::Kind;
 use crate::registry::Listing;
 
 /// Every servable model, loaded or not: the models named at start first, then each models directory's.
-fn entries(state: &AppState) -> Vec<Model> {
-    state.models.list().into_iter().map(listed).collect()
+async fn entries(state: &AppState) -> Vec<Model> {
+    listings(state).await.into_iter().map(listed).collect()
+}
+
+/// The registry's listing, read on a blocking thread (it may read new files' headers).
+async fn listings(state: &AppState) -> Vec<Listing> {
+    let models = state.models.clone();
+    tokio::task::spawn_blocking(move || models.list()).await.unwrap_or_default()
 }
 
 /// One listing in OpenAI's shape, with the APIs it answers and where it stands.
@@ -44,12 +50,13 @@ fn listed(listing: Listing) -> Model {
 
 /// Lists the servable models.
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    Json(ModelList { object: "list".into(), data: entries(&state) })
+    Json(ModelList { object: "list".into(), data: entries(&state).await })
 }
 
 /// One servable model (by id or alias), or 404.
 pub async fn retrieve(State(state): State<AppState>, AppPath(id): AppPath<String>) -> Result<Json<Model>, ApiError> {
     entries(&state)
+        .await
         .into_iter()
         .find(|m| m.id == id || m.aliases.contains(&id))
         .map(Json)
@@ -85,7 +92,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&state.models.list(), state.models.budget());
+    let body = state.metrics.render(&listings(&state).await, state.models.budget());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
