@@ -6,7 +6,7 @@
 //! Gemma Team, "Gemma 3 Technical Report" (2025), arXiv:2503.19786.
 //! Reference: Hugging Face `transformers/models/gemma3/modeling_gemma3.py`; llama.cpp `src/models/gemma3.cpp`.
 
-use crate::gguf::{Array, GgufFile, Value, WeightFormat};
+use crate::gguf::{GgufFile, Value, WeightFormat};
 use crate::ops::{RopeSpec, RopeStyle};
 use crate::transformer::{Activation, AttentionParts, Loader, SlidingWindow, Transformer};
 use crate::ModelError;
@@ -37,9 +37,11 @@ pub(crate) fn load(file: &GgufFile, format: WeightFormat) -> Result<Transformer,
 /// whose last layer is full attention (default 6, llama.cpp's).
 fn windowed_layers(loader: &Loader<'_>, layers: usize) -> Result<Vec<bool>, ModelError> {
     let key = loader.key("attention.sliding_window_pattern");
-    match loader.file().metadata().get(&key) {
-        Some(Value::Array(Array::Bool(flags))) if flags.len() == layers => Ok(flags.clone()),
-        Some(Value::Array(_)) => Err(ModelError::Invalid(format!("`{key}` does not have one flag per layer"))),
+    match loader.file().value(&key) {
+        Ok(Value::Array(flags)) => match flags.to_bools() {
+            Some(flags) if flags.len() == layers => Ok(flags),
+            _ => Err(ModelError::Invalid(format!("`{key}` does not have one flag per layer"))),
+        },
         _ => {
             let period = loader.optional_uint("attention.sliding_window_pattern").unwrap_or(PATTERN);
             Ok((0..layers).map(|i| period == 0 || i % period < period - 1).collect())

@@ -3,10 +3,10 @@
 //!
 //! # Layout
 //! - `read` — the header parser, which treats every count and offset in the file as hostile.
+//! - `header` — [`Header`], what it parses: keys, strings and names in one buffer, small sorted records.
 //! - [`types`] — [`TensorType`], GGML's tensor types and their block sizes.
 //! - [`value`] — [`Value`] and [`Array`], metadata values.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -14,12 +14,14 @@ use std::sync::Mutex;
 
 use crate::ModelError;
 
+mod header;
 mod read;
 pub mod types;
 pub mod value;
 
+pub use header::{Header, TensorInfo};
 pub use types::TensorType;
-pub use value::{Array, Strings, Value};
+pub use value::{Array, Value};
 
 /// How quantized weights are held in memory for the CPU matmuls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,21 +33,6 @@ pub enum WeightFormat {
     /// Quantized formats below 8 bits are requantized to Q8_0 at load: about 1.7-1.9x the memory of
     /// the 4-bit formats, numerically near-lossless.
     Q8_0,
-}
-
-/// Where one tensor lies in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorInfo {
-    /// The tensor's name.
-    pub name: String,
-    /// Its element type.
-    pub dtype: TensorType,
-    /// Row-major shape, outermost first (a `[out, in]` weight is `[rows, cols]`).
-    pub shape: Vec<usize>,
-    /// Bytes from the start of the data section.
-    offset: u64,
-    /// Bytes of data.
-    size: u64,
 }
 
 /// One tensor's bytes as stored, with its type and shape.
@@ -78,9 +65,7 @@ impl Tensor {
 /// An open GGUF file.
 pub struct GgufFile {
     path: PathBuf,
-    metadata: HashMap<String, Value>,
-    tensors: HashMap<String, TensorInfo>,
-    data_start: u64,
+    header: Header,
     file: Mutex<File>,
 }
 
@@ -93,19 +78,12 @@ impl std::fmt::Debug for GgufFile {
 impl GgufFile {
     /// Opens `path` and reads its header; a malformed or hostile header is an error saying why.
     pub fn open(path: &Path) -> Result<Self, ModelError> {
-        let io = |source| ModelError::Io { path: path.display().to_string(), source };
-        let file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        let header = read::header(BufReader::new(&file), len)
-            .map_err(|why| ModelError::Invalid(format!("{}: {why}", path.display())))?;
-        let tensors = header.tensors.into_iter().map(|t| (t.name.clone(), t)).collect();
-        Ok(Self {
-            path: path.to_path_buf(),
-            metadata: header.metadata,
-            tensors,
-            data_start: header.data_start,
-            file: Mutex::new(file),
-        })
+        let file = File::open(path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        let header = Header::read(BufReader::new(&file)).map_err(|e| match e {
+            ModelError::Invalid(why) => ModelError::Invalid(format!("{}: {why}", path.display())),
+            other => other,
+        })?;
+        Ok(Self { path: path.to_path_buf(), header, file: Mutex::new(file) })
     }
 
     /// The file's path.
@@ -113,9 +91,9 @@ impl GgufFile {
         &self.path
     }
 
-    /// All metadata.
-    pub fn metadata(&self) -> &HashMap<String, Value> {
-        &self.metadata
+    /// The parsed header.
+    pub fn header(&self) -> &Header {
+        &self.header
     }
 
     /// `general.architecture`.
@@ -123,17 +101,18 @@ impl GgufFile {
         self.string("general.architecture")
     }
 
-    fn get(&self, key: &str) -> Result<&Value, ModelError> {
-        self.metadata.get(key).ok_or_else(|| ModelError::Invalid(format!("missing metadata `{key}`")))
+    /// A metadata value of any type.
+    pub fn value(&self, key: &str) -> Result<Value<'_>, ModelError> {
+        self.header.value(key).ok_or_else(|| ModelError::Invalid(format!("missing metadata `{key}`")))
     }
 
-    fn wrong(key: &str, expected: &str, value: &Value) -> ModelError {
+    fn wrong(key: &str, expected: &str, value: Value<'_>) -> ModelError {
         ModelError::Invalid(format!("metadata `{key}` is a {}, expected {expected}", value.type_name()))
     }
 
     /// A string value.
     pub fn string(&self, key: &str) -> Result<&str, ModelError> {
-        match self.get(key)? {
+        match self.value(key)? {
             Value::String(s) => Ok(s),
             other => Err(Self::wrong(key, "a string", other)),
         }
@@ -141,26 +120,26 @@ impl GgufFile {
 
     /// A non-negative integer value of any width, as `u64`.
     pub fn uint(&self, key: &str) -> Result<u64, ModelError> {
-        let value = self.get(key)?;
+        let value = self.value(key)?;
         value.as_u64().ok_or_else(|| Self::wrong(key, "a non-negative integer", value))
     }
 
     /// A numeric value, as `f32`.
     pub fn float(&self, key: &str) -> Result<f32, ModelError> {
-        let value = self.get(key)?;
+        let value = self.value(key)?;
         value.as_f32().ok_or_else(|| Self::wrong(key, "a number", value))
     }
 
     /// A boolean value.
     pub fn boolean(&self, key: &str) -> Result<bool, ModelError> {
-        match self.get(key)? {
-            Value::Bool(b) => Ok(*b),
+        match self.value(key)? {
+            Value::Bool(b) => Ok(b),
             other => Err(Self::wrong(key, "a bool", other)),
         }
     }
 
-    fn array(&self, key: &str) -> Result<&Array, ModelError> {
-        match self.get(key)? {
+    fn array(&self, key: &str) -> Result<Array<'_>, ModelError> {
+        match self.value(key)? {
             Value::Array(a) => Ok(a),
             other => Err(Self::wrong(key, "an array", other)),
         }
@@ -168,10 +147,8 @@ impl GgufFile {
 
     /// An array of strings.
     pub fn strings(&self, key: &str) -> Result<Vec<String>, ModelError> {
-        match self.array(key)? {
-            Array::String(s) => Ok(s.iter().map(str::to_string).collect()),
-            _ => Err(ModelError::Invalid(format!("metadata `{key}` is not an array of strings"))),
-        }
+        let strings = self.array(key)?.strings().map(|s| s.map(String::from).collect());
+        strings.ok_or_else(|| ModelError::Invalid(format!("metadata `{key}` is not an array of strings")))
     }
 
     /// An array of integers, as `i64`.
@@ -190,17 +167,12 @@ impl GgufFile {
 
     /// Whether a tensor exists.
     pub fn has_tensor(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.header.tensor_info(name).is_some()
     }
 
     /// Where a tensor lies, its type and shape.
-    pub fn tensor_info(&self, name: &str) -> Result<&TensorInfo, ModelError> {
-        self.tensors.get(name).ok_or_else(|| ModelError::Invalid(format!("missing tensor `{name}`")))
-    }
-
-    /// Every tensor in the file.
-    pub fn tensor_infos(&self) -> impl Iterator<Item = &TensorInfo> {
-        self.tensors.values()
+    pub fn tensor_info(&self, name: &str) -> Result<TensorInfo<'_>, ModelError> {
+        self.header.tensor_info(name).ok_or_else(|| ModelError::Invalid(format!("missing tensor `{name}`")))
     }
 
     /// Reads one tensor's bytes.
@@ -210,13 +182,13 @@ impl GgufFile {
         let mut bytes = Vec::with_capacity(info.size as usize);
         {
             let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            file.seek(SeekFrom::Start(self.data_start + info.offset)).map_err(io)?;
+            file.seek(SeekFrom::Start(self.header.data_start() + info.offset)).map_err(io)?;
             (&mut *file).take(info.size).read_to_end(&mut bytes).map_err(io)?;
         }
         if bytes.len() as u64 != info.size {
             return Err(ModelError::Invalid(format!("{}: tensor `{name}` is cut short", self.path.display())));
         }
-        Ok(Tensor { name: name.to_string(), dtype: info.dtype, shape: info.shape.clone(), bytes })
+        Ok(Tensor { name: name.to_string(), dtype: info.dtype, shape: info.shape().to_vec(), bytes })
     }
 
     /// Reads one tensor as `f32` values (norm weights, biases, small tables).

@@ -1,15 +1,18 @@
 //! Parsing a GGUF header (metadata and tensor directory) from an untrusted file.
 //!
 //! Every count and length in the file is checked against the bytes that remain before anything is
-//! allocated for it, so a hostile header costs at most its own size in memory (plus the fixed caps on
-//! key and tensor counts below) and is refused with the reason, never a panic or an abort.
+//! allocated for it. The header is walked twice: the first walk checks it and measures what it keeps,
+//! allocating nothing; the second fills buffers of exactly that size. What is kept is never larger than
+//! the header it came from (each record is no larger than the length and type fields it replaces, see
+//! [`Entry`] and [`TensorEntry`]), so parsing a hostile file costs at most its own size in memory, and it
+//! is refused with the reason, never a panic or an abort.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::fmt;
+use std::io::{Read, Seek, SeekFrom};
 
+use super::header::Header;
 use super::types::TensorType;
-use super::value::{Array, Strings, Value};
-use super::TensorInfo;
+use super::value::{kind, width};
 
 /// Most metadata keys a file may have (real models have a few dozen).
 const MAX_KEYS: u64 = 1 << 16;
@@ -19,16 +22,226 @@ const MAX_TENSORS: u64 = 1 << 16;
 const MAX_DIMS: u32 = 4;
 /// Longest tensor name accepted.
 const MAX_NAME: u64 = 256;
+/// Longest metadata key accepted (real keys are under 100 bytes).
+const MAX_KEY: u64 = u16::MAX as u64;
 
 /// Why a header was refused.
 pub(super) type Refusal = String;
 
-/// A parsed header.
-pub(super) struct Header {
-    pub metadata: HashMap<String, Value>,
-    pub tensors: Vec<TensorInfo>,
-    /// Where tensor data begins, in bytes from the start of the file.
-    pub data_start: u64,
+/// One metadata entry: `key_len` bytes of key at `at` in the arena, then `len` bytes of value of type
+/// `kind` as [`super::Value::decode`] reads it. Its 12 bytes stand for the key's 8-byte length and the
+/// 4-byte type; a string value keeps its bytes (its length is `len`), an array its element type and a
+/// `u32` count (for 12 bytes in the file) and its elements, each string after a `u32` length (for 8).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Entry {
+    pub at: u32,
+    pub key_len: u16,
+    pub kind: u8,
+    pub len: u32,
+}
+
+/// One tensor: `name_len` bytes of name at `at` in the arena, then its `dims` GGUF dimensions (innermost
+/// first) as little-endian `u64`s. Its 24 bytes stand for the name's length, the dimension count, the
+/// type and the offset (8 + 4 + 4 + 8 bytes in the file).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TensorEntry {
+    pub offset: u64,
+    pub size: u64,
+    pub at: u32,
+    pub name_len: u16,
+    pub dtype: TensorType,
+    pub dims: u8,
+}
+
+const _: () = assert!(size_of::<Entry>() <= 12 && size_of::<TensorEntry>() <= 24);
+
+impl Entry {
+    /// The key's bytes in `arena`.
+    pub fn key<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.at as usize..][..self.key_len.into()]
+    }
+
+    /// The value's bytes in `arena`.
+    pub fn value<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.at as usize + usize::from(self.key_len)..][..self.len as usize]
+    }
+}
+
+impl TensorEntry {
+    /// The name's bytes in `arena`.
+    pub fn name<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.at as usize..][..self.name_len.into()]
+    }
+}
+
+/// Parses the header that `reader` holds (it is read from the start, twice).
+pub(super) fn header<R: Read + Seek>(mut reader: R) -> Result<Header, Refusal> {
+    let io = |e: std::io::Error| format!("reading the file: {e}");
+    let len = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut measure = Measure(0);
+    let counts = walk(&mut Source { inner: &mut reader, at: 0, len }, &mut measure)?;
+    let Ok(arena) = u32::try_from(measure.0) else {
+        return Err(format!("the header keeps {} bytes, more than the 4 GiB it may", measure.0));
+    };
+    reader.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut fill = Fill {
+        arena: Vec::with_capacity(arena as usize),
+        entries: Vec::with_capacity(counts.keys as usize),
+        tensors: Vec::with_capacity(counts.tensors as usize),
+    };
+    let again = walk(&mut Source { inner: &mut reader, at: 0, len }, &mut fill)?;
+    if again != counts || fill.arena.len() != arena as usize {
+        return Err(CHANGED.into());
+    }
+    Header::new(fill.arena, fill.entries, fill.tensors, counts.data_start)
+}
+
+const CHANGED: &str = "the file changed while it was being read";
+
+/// What a walk found; the second must find what the first did.
+#[derive(Debug, PartialEq, Eq)]
+struct Counts {
+    keys: u64,
+    tensors: u64,
+    data_start: u64,
+}
+
+/// Where a walk keeps what it reads: the first walk only counts the bytes, the second stores them.
+trait Keep {
+    /// Bytes kept so far.
+    fn at(&self) -> u64;
+    /// Keeps `bytes`.
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Refusal>;
+    /// Keeps the next `n` bytes of `src`.
+    fn copy<R: Read>(&mut self, src: &mut Source<R>, n: u64, what: What<'_>) -> Result<(), Refusal>;
+    /// Keeps a metadata entry.
+    fn entry(&mut self, entry: Entry) -> Result<(), Refusal>;
+    /// Keeps a tensor.
+    fn tensor(&mut self, tensor: TensorEntry) -> Result<(), Refusal>;
+}
+
+/// The first walk: counts what the second will keep.
+struct Measure(u64);
+
+impl Keep for Measure {
+    fn at(&self) -> u64 {
+        self.0
+    }
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
+        self.0 += bytes.len() as u64;
+        Ok(())
+    }
+    fn copy<R: Read>(&mut self, src: &mut Source<R>, n: u64, what: What<'_>) -> Result<(), Refusal> {
+        src.skip(n, what)?;
+        self.0 += n;
+        Ok(())
+    }
+    fn entry(&mut self, _: Entry) -> Result<(), Refusal> {
+        Ok(())
+    }
+    fn tensor(&mut self, _: TensorEntry) -> Result<(), Refusal> {
+        Ok(())
+    }
+}
+
+/// The second walk: stores into buffers sized by the first, which never grow (a file that changed in
+/// between is refused).
+struct Fill {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    tensors: Vec<TensorEntry>,
+}
+
+impl Keep for Fill {
+    fn at(&self) -> u64 {
+        self.arena.len() as u64
+    }
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Refusal> {
+        if self.arena.capacity() - self.arena.len() < bytes.len() {
+            return Err(CHANGED.into());
+        }
+        self.arena.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn copy<R: Read>(&mut self, src: &mut Source<R>, n: u64, what: What<'_>) -> Result<(), Refusal> {
+        let start = self.arena.len();
+        if ((self.arena.capacity() - start) as u64) < n {
+            return Err(CHANGED.into());
+        }
+        self.arena.resize(start + n as usize, 0);
+        src.fill(&mut self.arena[start..], what)
+    }
+    fn entry(&mut self, entry: Entry) -> Result<(), Refusal> {
+        if self.entries.len() == self.entries.capacity() {
+            return Err(CHANGED.into());
+        }
+        self.entries.push(entry);
+        Ok(())
+    }
+    fn tensor(&mut self, tensor: TensorEntry) -> Result<(), Refusal> {
+        if self.tensors.len() == self.tensors.capacity() {
+            return Err(CHANGED.into());
+        }
+        self.tensors.push(tensor);
+        Ok(())
+    }
+}
+
+/// The first bytes of a key or tensor name, to name it in messages without keeping it.
+#[derive(Clone, Copy)]
+struct Label {
+    bytes: [u8; 64],
+    len: usize,
+    cut: bool,
+}
+
+impl Label {
+    fn is(&self, text: &str) -> bool {
+        !self.cut && &self.bytes[..self.len] == text.as_bytes()
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", String::from_utf8_lossy(&self.bytes[..self.len]), if self.cut { "…" } else { "" })
+    }
+}
+
+/// What is being read, for messages (formatted only when one is needed).
+#[derive(Clone, Copy)]
+enum What<'a> {
+    Magic,
+    Version,
+    TensorCount,
+    KeyCount,
+    Key(u64),
+    TypeOf(&'a Label),
+    Value(&'a Label),
+    Tensor(u64),
+    Dims(&'a Label),
+    Shape(&'a Label),
+    Type(&'a Label),
+    Offset(&'a Label),
+}
+
+impl fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Magic => write!(f, "the magic number"),
+            Self::Version => write!(f, "the version"),
+            Self::TensorCount => write!(f, "the tensor count"),
+            Self::KeyCount => write!(f, "the metadata count"),
+            Self::Key(i) => write!(f, "metadata key {i}"),
+            Self::TypeOf(key) => write!(f, "the type of `{key}`"),
+            Self::Value(key) => write!(f, "`{key}`"),
+            Self::Tensor(i) => write!(f, "tensor {i}"),
+            Self::Dims(name) => write!(f, "`{name}`'s dimension count"),
+            Self::Shape(name) => write!(f, "`{name}`'s shape"),
+            Self::Type(name) => write!(f, "`{name}`'s type"),
+            Self::Offset(name) => write!(f, "`{name}`'s offset"),
+        }
+    }
 }
 
 /// A reader that knows how many bytes remain.
@@ -43,208 +256,204 @@ impl<R: Read> Source<R> {
         self.len.saturating_sub(self.at)
     }
 
-    fn exact<const N: usize>(&mut self, what: &str) -> Result<[u8; N], Refusal> {
+    fn fill(&mut self, buf: &mut [u8], what: What<'_>) -> Result<(), Refusal> {
+        self.inner.read_exact(buf).map_err(|e| format!("truncated while reading {what} at byte {}: {e}", self.at))?;
+        self.at += buf.len() as u64;
+        Ok(())
+    }
+
+    fn exact<const N: usize>(&mut self, what: What<'_>) -> Result<[u8; N], Refusal> {
         let mut buf = [0; N];
-        self.inner
-            .read_exact(&mut buf)
-            .map_err(|e| format!("truncated while reading {what} at byte {}: {e}", self.at))?;
-        self.at += N as u64;
+        self.fill(&mut buf, what)?;
         Ok(buf)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32, Refusal> {
+    fn u32(&mut self, what: What<'_>) -> Result<u32, Refusal> {
         self.exact::<4>(what).map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64, Refusal> {
+    fn u64(&mut self, what: What<'_>) -> Result<u64, Refusal> {
         self.exact::<8>(what).map(u64::from_le_bytes)
     }
 
+    /// Reads past `n` bytes.
+    fn skip(&mut self, mut n: u64, what: What<'_>) -> Result<(), Refusal> {
+        let mut buf = [0; 1024];
+        while n > 0 {
+            let step = n.min(buf.len() as u64) as usize;
+            self.fill(&mut buf[..step], what)?;
+            n -= step as u64;
+        }
+        Ok(())
+    }
+
     /// `count` items of at least `min_bytes` each must fit in what remains.
-    fn check_fits(&self, count: u64, min_bytes: u64, what: &str) -> Result<(), Refusal> {
+    fn check_fits(&self, count: u64, min_bytes: u64, what: What<'_>) -> Result<(), Refusal> {
         match count.checked_mul(min_bytes) {
             Some(bytes) if bytes <= self.remaining() => Ok(()),
             _ => Err(format!("{what} claims {count} items, more than the {} bytes left in the file", self.remaining())),
         }
     }
 
-    fn string(&mut self, what: &str) -> Result<String, Refusal> {
-        let len = self.u64(what)?;
-        self.text(len, what)
-    }
-
-    /// `len` bytes of text (invalid UTF-8 replaced, as llama.cpp's tools print it).
-    fn text(&mut self, len: u64, what: &str) -> Result<String, Refusal> {
-        self.check_fits(len, 1, what)?;
-        let mut bytes = Vec::with_capacity(len as usize);
-        (&mut self.inner).take(len).read_to_end(&mut bytes).map_err(|e| format!("reading {what}: {e}"))?;
-        if bytes.len() as u64 != len {
-            return Err(format!("truncated while reading {what}"));
+    /// `len` bytes must fit in what remains.
+    fn check_len(&self, len: u64, what: What<'_>) -> Result<(), Refusal> {
+        if len > self.remaining() {
+            return Err(format!("{what} claims {len} bytes, more than the {} left in the file", self.remaining()));
         }
-        self.at += len;
-        Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(())
     }
 
-    fn value(&mut self, kind: u32, what: &str) -> Result<Value, Refusal> {
-        Ok(match kind {
-            0 => Value::U8(self.exact::<1>(what)?[0]),
-            1 => Value::I8(self.exact::<1>(what)?[0] as i8),
-            2 => Value::U16(u16::from_le_bytes(self.exact(what)?)),
-            3 => Value::I16(i16::from_le_bytes(self.exact(what)?)),
-            4 => Value::U32(self.u32(what)?),
-            5 => Value::I32(i32::from_le_bytes(self.exact(what)?)),
-            6 => Value::F32(f32::from_le_bytes(self.exact(what)?)),
-            7 => Value::Bool(self.exact::<1>(what)?[0] != 0),
-            8 => Value::String(self.string(what)?),
-            9 => Value::Array(self.array(what)?),
-            10 => Value::U64(self.u64(what)?),
-            11 => Value::I64(i64::from_le_bytes(self.exact(what)?)),
-            12 => Value::F64(f64::from_le_bytes(self.exact(what)?)),
-            other => return Err(format!("{what} has unknown value type {other}")),
-        })
+    /// Keeps `len` bytes of text; returns their first bytes, to name them in messages.
+    fn text(&mut self, keep: &mut impl Keep, len: u64, what: What<'_>) -> Result<Label, Refusal> {
+        self.check_len(len, what)?;
+        let mut label = Label { bytes: [0; 64], len: len.min(64) as usize, cut: len > 64 };
+        self.fill(&mut label.bytes[..label.len], what)?;
+        keep.put(&label.bytes[..label.len])?;
+        keep.copy(self, len - label.len as u64, what)?;
+        Ok(label)
     }
 
-    fn array(&mut self, what: &str) -> Result<Array, Refusal> {
-        let kind = self.u32(what)?;
+    /// Keeps a value of GGUF type `kind`.
+    fn value(&mut self, keep: &mut impl Keep, kind: u32, what: What<'_>) -> Result<(), Refusal> {
+        match u8::try_from(kind) {
+            Ok(kind::STRING) => {
+                let len = self.u64(what)?;
+                self.check_len(len, what)?;
+                keep.copy(self, len, what)
+            }
+            Ok(kind::ARRAY) => self.array(keep, what),
+            Ok(fixed) => match width(fixed) {
+                Some(n) => keep.copy(self, n, what),
+                None => Err(format!("{what} has unknown value type {kind}")),
+            },
+            Err(_) => Err(format!("{what} has unknown value type {kind}")),
+        }
+    }
+
+    /// Keeps an array: its element type, its count as a `u32`, and its elements.
+    fn array(&mut self, keep: &mut impl Keep, what: What<'_>) -> Result<(), Refusal> {
+        let element = self.u32(what)?;
         let count = self.u64(what)?;
-        /// Reads `count` fixed-size elements into a vector of their type.
-        macro_rules! numbers {
-            ($variant:ident, $ty:ty, $n:literal) => {{
-                self.check_fits(count, $n, what)?;
-                let mut v = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    v.push(<$ty>::from_le_bytes(self.exact::<$n>(what)?));
-                }
-                Array::$variant(v)
-            }};
+        let element = match u8::try_from(element) {
+            Ok(kind::ARRAY) => return Err(format!("{what} is an array of arrays, which no model uses")),
+            Ok(e) if e == kind::STRING || width(e).is_some() => e,
+            _ => return Err(format!("{what} has unknown element type {element}")),
+        };
+        // Each string has at least its 8-byte length.
+        let size = width(element).unwrap_or(8);
+        self.check_fits(count, size, what)?;
+        keep.put(&[element])?;
+        keep.put(&(count as u32).to_le_bytes())?;
+        if element != kind::STRING {
+            return keep.copy(self, count * size, what);
         }
-        Ok(match kind {
-            0 => numbers!(U8, u8, 1),
-            1 => numbers!(I8, i8, 1),
-            2 => numbers!(U16, u16, 2),
-            3 => numbers!(I16, i16, 2),
-            4 => numbers!(U32, u32, 4),
-            5 => numbers!(I32, i32, 4),
-            6 => numbers!(F32, f32, 4),
-            7 => {
-                self.check_fits(count, 1, what)?;
-                let mut v = Vec::with_capacity(count as usize);
-                for _ in 0..count {
-                    v.push(self.exact::<1>(what)?[0] != 0);
-                }
-                Array::Bool(v)
-            }
-            8 => {
-                // Each string has at least its 8-byte length.
-                self.check_fits(count, 8, what)?;
-                let mut strings = Strings::default();
-                strings.reserve(count as usize);
-                for _ in 0..count {
-                    let s = self.string(what)?;
-                    if !strings.push(&s) {
-                        return Err(format!("{what}: strings past 4 GiB"));
-                    }
-                }
-                Array::String(strings)
-            }
-            10 => numbers!(U64, u64, 8),
-            11 => numbers!(I64, i64, 8),
-            12 => numbers!(F64, f64, 8),
-            9 => return Err(format!("{what} is an array of arrays, which no model uses")),
-            other => return Err(format!("{what} has unknown element type {other}")),
-        })
+        for _ in 0..count {
+            let len = self.u64(what)?;
+            self.check_len(len, what)?;
+            keep.put(&(len as u32).to_le_bytes())?;
+            keep.copy(self, len, what)?;
+        }
+        Ok(())
     }
 }
 
-/// Parses the header of a GGUF file of `len` bytes.
-pub(super) fn header(reader: impl Read, len: u64) -> Result<Header, Refusal> {
-    let mut src = Source { inner: reader, at: 0, len };
-    let magic = src.exact::<4>("the magic number")?;
+/// Walks the whole header, keeping what a [`Header`] holds.
+fn walk<R: Read>(src: &mut Source<R>, keep: &mut impl Keep) -> Result<Counts, Refusal> {
+    let magic = src.exact::<4>(What::Magic)?;
     if &magic != b"GGUF" {
         return Err(format!("not a GGUF file (starts with {magic:02x?})"));
     }
-    let version = src.u32("the version")?;
+    let version = src.u32(What::Version)?;
     if !(2..=3).contains(&version) {
         return Err(format!("GGUF version {version} is not supported (2 and 3 are)"));
     }
-    let tensor_count = src.u64("the tensor count")?;
-    let key_count = src.u64("the metadata count")?;
+    let tensor_count = src.u64(What::TensorCount)?;
+    let key_count = src.u64(What::KeyCount)?;
     if tensor_count > MAX_TENSORS || key_count > MAX_KEYS {
         return Err(format!("{tensor_count} tensors and {key_count} metadata keys: more than any model has"));
     }
     // A key takes at least 8 (length) + 4 (type) + 1 bytes; a tensor entry 8 + 4 + 8 + 4 + 8.
-    src.check_fits(key_count, 13, "the metadata count")?;
-    src.check_fits(tensor_count, 32, "the tensor count")?;
+    src.check_fits(key_count, 13, What::KeyCount)?;
+    src.check_fits(tensor_count, 32, What::TensorCount)?;
 
-    let mut metadata = HashMap::with_capacity(key_count as usize);
+    let mut alignment = 32;
     for i in 0..key_count {
-        let key = src.string(&format!("metadata key {i}"))?;
-        let kind = src.u32(&format!("the type of `{key}`"))?;
-        let value = src.value(kind, &format!("`{key}`"))?;
-        if metadata.insert(key.clone(), value).is_some() {
-            return Err(format!("metadata key `{key}` appears twice"));
+        let key_len = src.u64(What::Key(i))?;
+        src.check_len(key_len, What::Key(i))?;
+        if key_len > MAX_KEY {
+            return Err(format!("metadata key {i} has a name of {key_len} bytes"));
         }
+        let at = keep.at();
+        let key = src.text(keep, key_len, What::Key(i))?;
+        let kind = src.u32(What::TypeOf(&key))?;
+        let value_at = keep.at();
+        if key.is("general.alignment") {
+            if kind != u32::from(kind::U32) {
+                return Err(format!("general.alignment has value type {kind}, not a u32 power of two"));
+            }
+            let a = src.u32(What::Value(&key))?;
+            if !a.is_power_of_two() {
+                return Err(format!("general.alignment {a} is not a power of two"));
+            }
+            keep.put(&a.to_le_bytes())?;
+            alignment = u64::from(a);
+        } else {
+            src.value(keep, kind, What::Value(&key))?;
+        }
+        let len = (keep.at() - value_at) as u32;
+        keep.entry(Entry { at: at as u32, key_len: key_len as u16, kind: kind as u8, len })?;
     }
-    let alignment = match metadata.get("general.alignment") {
-        None => 32,
-        Some(Value::U32(a)) if a.is_power_of_two() => u64::from(*a),
-        Some(other) => return Err(format!("general.alignment {other:?} is not a power of two")),
-    };
 
-    let mut tensors = Vec::with_capacity(tensor_count as usize);
-    let mut names = std::collections::HashSet::with_capacity(tensor_count as usize);
+    // The end, name, size and offset of the tensor reaching furthest into the data, which must hold it.
+    let mut furthest: Option<(u64, Label, u64, u64)> = None;
     for i in 0..tensor_count {
-        let what = format!("tensor {i}");
-        let name_len = src.u64(&what)?;
+        let name_len = src.u64(What::Tensor(i))?;
         if name_len > MAX_NAME {
-            return Err(format!("{what} has a name of {name_len} bytes"));
+            return Err(format!("tensor {i} has a name of {name_len} bytes"));
         }
-        let name = src.text(name_len, &what)?;
-        let dims = src.u32(&format!("`{name}`'s dimension count"))?;
+        let at = keep.at();
+        let name = src.text(keep, name_len, What::Tensor(i))?;
+        let dims = src.u32(What::Dims(&name))?;
         if !(1..=MAX_DIMS).contains(&dims) {
             return Err(format!("tensor `{name}` has {dims} dimensions (1 to {MAX_DIMS} allowed)"));
         }
-        let mut ne = Vec::with_capacity(dims as usize);
-        for _ in 0..dims {
-            ne.push(src.u64(&format!("`{name}`'s shape"))?);
+        let mut ne = [0u64; MAX_DIMS as usize];
+        let ne = &mut ne[..dims as usize];
+        for d in ne.iter_mut() {
+            *d = src.u64(What::Shape(&name))?;
+            keep.put(&d.to_le_bytes())?;
         }
-        let type_id = src.u32(&format!("`{name}`'s type"))?;
+        let type_id = src.u32(What::Type(&name))?;
         let dtype =
             TensorType::from_id(type_id).ok_or_else(|| format!("tensor `{name}` has unknown type id {type_id}"))?;
-        let offset = src.u64(&format!("`{name}`'s offset"))?;
+        let offset = src.u64(What::Offset(&name))?;
         let values = ne.iter().try_fold(1u64, |acc, &d| if d == 0 { None } else { acc.checked_mul(d) });
         let Some(values) = values.filter(|&v| v <= i64::MAX as u64) else {
             return Err(format!("tensor `{name}` has shape {ne:?}, which is empty or overflows"));
         };
-        if !ne[0].is_multiple_of(dtype.block().0 as u64) {
-            return Err(format!(
-                "tensor `{name}` ({dtype}) has rows of {}, not whole blocks of {}",
-                ne[0],
-                dtype.block().0
-            ));
+        let block = dtype.block().0 as u64;
+        if !ne[0].is_multiple_of(block) {
+            return Err(format!("tensor `{name}` ({dtype}) has rows of {}, not whole blocks of {block}", ne[0]));
         }
         let size =
             dtype.bytes_for(values).ok_or_else(|| format!("tensor `{name}` has shape {ne:?}, which overflows"))?;
         if !offset.is_multiple_of(alignment) {
             return Err(format!("tensor `{name}` starts at offset {offset}, not aligned to {alignment}"));
         }
-        if !names.insert(name.clone()) {
-            return Err(format!("tensor `{name}` appears twice"));
+        let end = offset.saturating_add(size);
+        if furthest.is_none_or(|f| end > f.0) {
+            furthest = Some((end, name, size, offset));
         }
-        // GGUF lists the innermost dimension first; shapes here are row-major, outermost first.
-        let shape = ne.iter().rev().map(|&d| d as usize).collect();
-        tensors.push(TensorInfo { name, dtype, shape, offset, size });
+        let entry = TensorEntry { offset, size, at: at as u32, name_len: name_len as u16, dtype, dims: dims as u8 };
+        keep.tensor(entry)?;
     }
 
     let data_start = src.at.div_ceil(alignment) * alignment;
-    let data_len = len.saturating_sub(data_start);
-    for t in &tensors {
-        if t.offset.checked_add(t.size).is_none_or(|end| end > data_len) {
-            return Err(format!(
-                "tensor `{}` ({} bytes at offset {}) runs past the end of the file ({data_len} bytes of data)",
-                t.name, t.size, t.offset
-            ));
-        }
+    let data_len = src.len.saturating_sub(data_start);
+    if let Some((_, name, size, offset)) = furthest.filter(|f| f.0 > data_len) {
+        return Err(format!(
+            "tensor `{name}` ({size} bytes at offset {offset}) runs past the end of the file ({data_len} bytes of data)"
+        ));
     }
-    Ok(Header { metadata, tensors, data_start })
+    Ok(Counts { keys: key_count, tensors: tensor_count, data_start })
 }

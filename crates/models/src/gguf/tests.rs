@@ -31,6 +31,7 @@ fn reads_what_candle_writes() {
             ]),
         ),
         ("a.ids", CandleValue::Array(vec![CandleValue::I32(-1), CandleValue::I32(5)])),
+        ("a.flags", CandleValue::Array(vec![CandleValue::Bool(true), CandleValue::Bool(false)])),
     ];
     let metadata: Vec<(&str, &CandleValue)> = metadata.iter().map(|(k, v)| (*k, v)).collect();
     let mut out = std::fs::File::create(&path).unwrap();
@@ -44,6 +45,8 @@ fn reads_what_candle_writes() {
     assert!(file.boolean("a.flag").unwrap());
     assert_eq!(file.strings("a.words").unwrap(), ["x", "", "héllo"]);
     assert_eq!(file.ints("a.ids").unwrap(), [-1, 5]);
+    let Value::Array(flags) = file.value("a.flags").unwrap() else { panic!("not an array") };
+    assert_eq!(flags.to_bools(), Some(vec![true, false]));
     assert!(file.uint("a.eps").is_err() && file.string("a.count").is_err() && file.uint("missing").is_err());
 
     let tensor = file.tensor("w.q4k").unwrap();

@@ -1,10 +1,40 @@
-//! GGUF metadata values. Arrays keep their element type, so a parsed array never takes more memory than
-//! its bytes in the file.
+//! GGUF metadata values, borrowed from the parsed header: scalars are copied out, strings and arrays are
+//! views of the header's bytes and are decoded on access, so a parsed header holds each value only once.
+
+use std::borrow::Cow;
+
+/// GGUF's value type ids.
+pub(super) mod kind {
+    pub const U8: u8 = 0;
+    pub const I8: u8 = 1;
+    pub const U16: u8 = 2;
+    pub const I16: u8 = 3;
+    pub const U32: u8 = 4;
+    pub const I32: u8 = 5;
+    pub const F32: u8 = 6;
+    pub const BOOL: u8 = 7;
+    pub const STRING: u8 = 8;
+    pub const ARRAY: u8 = 9;
+    pub const U64: u8 = 10;
+    pub const I64: u8 = 11;
+    pub const F64: u8 = 12;
+}
+
+/// Bytes of one value of a fixed-size type; `None` for strings, arrays and unknown ids.
+pub(super) fn width(kind: u8) -> Option<u64> {
+    match kind {
+        kind::U8 | kind::I8 | kind::BOOL => Some(1),
+        kind::U16 | kind::I16 => Some(2),
+        kind::U32 | kind::I32 | kind::F32 => Some(4),
+        kind::U64 | kind::I64 | kind::F64 => Some(8),
+        _ => None,
+    }
+}
 
 /// One metadata value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[allow(missing_docs)]
-pub enum Value {
+pub enum Value<'a> {
     U8(u8),
     I8(i8),
     U16(u16),
@@ -16,67 +46,49 @@ pub enum Value {
     F32(f32),
     F64(f64),
     Bool(bool),
-    String(String),
-    Array(Array),
+    String(&'a str),
+    Array(Array<'a>),
 }
 
-/// A metadata array of one element type.
-#[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)]
-pub enum Array {
-    U8(Vec<u8>),
-    I8(Vec<i8>),
-    U16(Vec<u16>),
-    I16(Vec<i16>),
-    U32(Vec<u32>),
-    I32(Vec<i32>),
-    U64(Vec<u64>),
-    I64(Vec<i64>),
-    F32(Vec<f32>),
-    F64(Vec<f64>),
-    Bool(Vec<bool>),
-    String(Strings),
+/// A metadata array of one element type, as stored: fixed-size elements little-endian end to end, or
+/// strings each after its `u32` length.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Array<'a> {
+    element: u8,
+    len: usize,
+    bytes: &'a [u8],
 }
 
-/// Strings stored end to end, with each one's end offset.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Strings {
-    text: String,
-    ends: Vec<u32>,
+/// `N` little-endian bytes.
+fn le<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+    bytes.try_into().ok()
 }
 
-impl Strings {
-    /// Appends one string; `false` if the total would pass 4 GiB.
-    pub(super) fn push(&mut self, s: &str) -> bool {
-        let Ok(end) = u32::try_from(self.text.len() + s.len()) else { return false };
-        self.text.push_str(s);
-        self.ends.push(end);
-        true
+impl<'a> Value<'a> {
+    /// The value of type `kind` stored in `bytes` by the header parser; `None` if they do not hold one.
+    pub(super) fn decode(kind: u8, bytes: &'a [u8]) -> Option<Self> {
+        Some(match kind {
+            kind::U8 => Self::U8(u8::from_le_bytes(le(bytes)?)),
+            kind::I8 => Self::I8(i8::from_le_bytes(le(bytes)?)),
+            kind::U16 => Self::U16(u16::from_le_bytes(le(bytes)?)),
+            kind::I16 => Self::I16(i16::from_le_bytes(le(bytes)?)),
+            kind::U32 => Self::U32(u32::from_le_bytes(le(bytes)?)),
+            kind::I32 => Self::I32(i32::from_le_bytes(le(bytes)?)),
+            kind::F32 => Self::F32(f32::from_le_bytes(le(bytes)?)),
+            kind::BOOL => Self::Bool(u8::from_le_bytes(le(bytes)?) != 0),
+            kind::U64 => Self::U64(u64::from_le_bytes(le(bytes)?)),
+            kind::I64 => Self::I64(i64::from_le_bytes(le(bytes)?)),
+            kind::F64 => Self::F64(f64::from_le_bytes(le(bytes)?)),
+            kind::STRING => Self::String(std::str::from_utf8(bytes).ok()?),
+            kind::ARRAY => {
+                let (head, elements) = bytes.split_at_checked(5)?;
+                let len = u32::from_le_bytes(le(&head[1..])?) as usize;
+                Self::Array(Array { element: head[0], len, bytes: elements })
+            }
+            _ => return None,
+        })
     }
 
-    /// Reserves room for `count` more strings.
-    pub(super) fn reserve(&mut self, count: usize) {
-        self.ends.reserve(count);
-    }
-
-    /// Number of strings.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The strings in order.
-    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(start, &end)| &self.text[start as usize..end as usize])
-    }
-}
-
-impl Value {
     /// The value as an unsigned integer, if it is a non-negative integer of any width.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {
@@ -114,51 +126,67 @@ impl Value {
     }
 }
 
-impl Array {
+impl<'a> Array<'a> {
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            Self::U8(v) => v.len(),
-            Self::I8(v) => v.len(),
-            Self::U16(v) => v.len(),
-            Self::I16(v) => v.len(),
-            Self::U32(v) => v.len(),
-            Self::I32(v) => v.len(),
-            Self::U64(v) => v.len(),
-            Self::I64(v) => v.len(),
-            Self::F32(v) => v.len(),
-            Self::F64(v) => v.len(),
-            Self::Bool(v) => v.len(),
-            Self::String(v) => v.len(),
-        }
+        self.len
     }
 
     /// Whether the array is empty.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+
+    /// The elements as values, if they have a fixed size (not strings).
+    fn scalars(&self) -> Option<impl Iterator<Item = Value<'a>> + 'a> {
+        let (element, width) = (self.element, width(self.element)? as usize);
+        Some(self.bytes.chunks_exact(width).filter_map(move |b| Value::decode(element, b)))
     }
 
     /// Integer elements as `i64`; `None` for arrays of other types (or u64 values past `i64::MAX`).
     pub fn to_i64s(&self) -> Option<Vec<i64>> {
-        Some(match self {
-            Self::U8(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::I8(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::U16(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::I16(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::U32(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::I32(v) => v.iter().map(|&x| x.into()).collect(),
-            Self::I64(v) => v.clone(),
-            Self::U64(v) => v.iter().map(|&x| i64::try_from(x).ok()).collect::<Option<_>>()?,
-            _ => return None,
-        })
+        let integer = |v: Value<'_>| match v {
+            Value::U8(x) => Some(x.into()),
+            Value::I8(x) => Some(x.into()),
+            Value::U16(x) => Some(x.into()),
+            Value::I16(x) => Some(x.into()),
+            Value::U32(x) => Some(x.into()),
+            Value::I32(x) => Some(x.into()),
+            Value::I64(x) => Some(x),
+            Value::U64(x) => i64::try_from(x).ok(),
+            _ => None,
+        };
+        self.scalars()?.map(integer).collect()
     }
 
     /// Numeric elements as `f32`.
     pub fn to_f32s(&self) -> Option<Vec<f32>> {
-        match self {
-            Self::F32(v) => Some(v.clone()),
-            Self::F64(v) => Some(v.iter().map(|&x| x as f32).collect()),
-            other => other.to_i64s().map(|v| v.into_iter().map(|x| x as f32).collect()),
+        match self.element {
+            kind::F32 | kind::F64 => self.scalars()?.map(|v| v.as_f32()).collect(),
+            _ => self.to_i64s().map(|v| v.into_iter().map(|x| x as f32).collect()),
         }
+    }
+
+    /// Boolean elements; `None` for arrays of other types.
+    pub fn to_bools(&self) -> Option<Vec<bool>> {
+        if self.element != kind::BOOL {
+            return None;
+        }
+        Some(self.bytes.iter().map(|&b| b != 0).collect())
+    }
+
+    /// String elements, in order (invalid UTF-8 replaced, as llama.cpp's tools print it); `None` for
+    /// arrays of other types.
+    pub fn strings(&self) -> Option<impl Iterator<Item = Cow<'a, str>> + 'a> {
+        if self.element != kind::STRING {
+            return None;
+        }
+        let mut rest = self.bytes;
+        Some(std::iter::from_fn(move || {
+            let (len, tail) = rest.split_at_checked(4)?;
+            let (text, tail) = tail.split_at_checked(u32::from_le_bytes(le(len)?) as usize)?;
+            rest = tail;
+            Some(String::from_utf8_lossy(text))
+        }))
     }
 }

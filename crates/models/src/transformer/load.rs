@@ -63,7 +63,7 @@ impl<'a> Loader<'a> {
     /// Transformer blocks (each has tensors of its own, so never more than the file's tensors).
     pub fn layers(&self) -> Result<usize, ModelError> {
         let layers = self.uint("block_count")?;
-        if layers > self.file.tensor_infos().count() {
+        if layers > self.file.header().tensor_infos().count() {
             return Err(ModelError::Invalid(format!("{} block count {layers} exceeds the file's tensors", self.arch)));
         }
         Ok(layers)
