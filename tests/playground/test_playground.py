@@ -92,11 +92,12 @@ def by_id(name):
 
 
 def running(base, key=None):
-    """`hearth_requests_running` from the server's /metrics."""
+    """`hearth_requests_running` from the server's /metrics, over every loaded model."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     text = httpx.get(f"{base}/metrics", headers=headers, timeout=30).text
-    line = next(l for l in text.splitlines() if l.startswith("hearth_requests_running "))
-    return float(line.split()[1])
+    lines = [l for l in text.splitlines() if l.startswith("hearth_requests_running{")]
+    assert lines, text
+    return sum(float(l.rsplit(" ", 1)[1]) for l in lines)
 
 
 class Logs:
