@@ -314,6 +314,7 @@ async fn hostile_files_are_listed_as_failed_and_the_good_models_keep_serving() {
         assert_eq!(body["error"]["code"], "model_load_failed", "{id}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.contains(&file.reason), "{id}: `{message}` lacks `{}`", file.reason);
+        assert!(!message.contains(&dir.display().to_string()), "no server paths: {message}");
         let after = listing(&state, id).await;
         assert_eq!(after["status"]["value"], "failed", "{after}");
         assert!(after["status"]["reason"].as_str().unwrap().contains(&file.reason), "{after}");

@@ -77,6 +77,18 @@ impl Loaded {
 
 /// Reads what loading `entry` will take, without loading a weight; the error is why it cannot be served.
 pub fn probe(entry: &Entry, kv: KvSizing) -> Result<Probe, String> {
+    probe_file(entry, kv).map_err(|reason| without_directory(entry, reason))
+}
+
+/// A reason clients may read: file names relative to the models directory, never the server's paths.
+fn without_directory(entry: &Entry, reason: String) -> String {
+    match entry.path.parent().map(|dir| dir.display().to_string()).filter(|dir| !dir.is_empty()) {
+        Some(dir) => reason.replace(&format!("{dir}/"), ""),
+        None => reason,
+    }
+}
+
+fn probe_file(entry: &Entry, kv: KvSizing) -> Result<Probe, String> {
     let weights =
         std::fs::metadata(entry.weights_file()).map_err(|e| format!("{}: {e}", entry.weights_file().display()))?.len();
     match entry.kind {
@@ -119,7 +131,7 @@ pub fn load(entry: &Entry, probe: Probe, limits: EngineConfig, gate: StepGate) -
     });
     // Loading and repacking leave freed buffers in the allocator (135 MiB for a 1B Q6_K model).
     hearth_models::release_free_memory();
-    loaded
+    loaded.map_err(|reason| without_directory(entry, reason))
 }
 
 fn load_unguarded(
