@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hearth_models::{GgufFile, WeightFormat};
-use serde_json::json;
 
 use super::alloc::{peak_while, SLACK};
 use super::writer::{self, kind, Tensor, Val, Writer, F32, IQ2_XXS, Q8_0};
@@ -273,12 +272,19 @@ pub fn corpus() -> Vec<Hostile> {
     table.into_iter().map(|(file, stage, reason, bytes)| Hostile { file, stage, reason, bytes }).collect()
 }
 
-/// The table of reasons, as `tests/fixtures/hostile-gguf.json` holds it.
+/// The table of reasons, as `tests/fixtures/hostile-gguf.json` holds it. Written field by field: the
+/// key order of a `serde_json` map depends on features other crates of the workspace turn on.
 fn reasons(corpus: &[Hostile]) -> String {
     let stage = |s: Stage| if s == Stage::Header { "header" } else { "load" };
-    let rows: Vec<_> =
-        corpus.iter().map(|h| json!({"file": h.file, "stage": stage(h.stage), "reason": h.reason})).collect();
-    serde_json::to_string_pretty(&rows).unwrap() + "\n"
+    let quoted = |text: &str| serde_json::to_string(text).unwrap();
+    let rows: Vec<String> = corpus
+        .iter()
+        .map(|h| {
+            let (file, stage, reason) = (quoted(h.file), quoted(stage(h.stage)), quoted(h.reason));
+            format!("  {{\n    \"file\": {file},\n    \"stage\": {stage},\n    \"reason\": {reason}\n  }}")
+        })
+        .collect();
+    format!("[\n{}\n]\n", rows.join(",\n"))
 }
 
 #[test]
