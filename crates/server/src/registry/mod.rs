@@ -5,24 +5,31 @@
 //! A model is *in use* while a request holds its [`Loaded`] handle (an `Arc`): from the look-up, through
 //! preparation, to the end of its response stream. Only the registry hands handles out, under its lock,
 //! so a model whose only reference is the registry's can be unloaded without racing a new request.
+//!
+//! - [`catalog`] — what is servable: the models named at start and each models directory's.
+//! - [`load`] — a file's needs read from its header, and the blocking load.
+//! - `listing` — [`Listing`], what `/v1/models` and `/metrics` show.
+//! - `idle` — the `model-reaper` thread that unloads idle models.
 
 pub mod catalog;
+mod idle;
+mod listing;
 pub mod load;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use hearth_engine::{EngineConfig, EngineStats, EngineWatch, StepGate};
-use hearth_protocol::ModelState;
+use hearth_engine::{EngineConfig, EngineWatch, StepGate};
 use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::model::{ChatModel, ServedEmbedder};
 use catalog::{Catalog, Entry, FileStamp, Kind};
+pub use listing::Listing;
 use load::KvSizing;
 pub use load::{Loaded, Memory, Probe};
 
@@ -85,33 +92,6 @@ pub struct Counters {
     pub unloads: BTreeMap<&'static str, u64>,
 }
 
-/// One servable model as `/v1/models` and `/metrics` show it.
-#[derive(Debug, Clone)]
-pub struct Listing {
-    /// Where it comes from.
-    pub entry: Entry,
-    /// Other ids for it.
-    pub aliases: Vec<String>,
-    /// Loaded, loading, available or failed.
-    pub state: ModelState,
-    /// Why it failed.
-    pub reason: Option<String>,
-    /// Memory held (loaded) or needed (otherwise, when the header could be read).
-    pub memory: Option<u64>,
-    /// Never unloaded once loaded.
-    pub pinned: bool,
-    /// Unix seconds when it was loaded, or its file's modification time.
-    pub created: u64,
-    /// Context length in tokens, as served (loaded) or as the file declares.
-    pub context_length: usize,
-    /// Whether it serves chat (a chat model with a template).
-    pub chat: bool,
-    /// Its engine's counters, while loaded (chat models).
-    pub engine: Option<EngineStats>,
-    /// Loads and unloads since start.
-    pub counters: Counters,
-}
-
 impl Registry {
     /// The registry `config` describes, with the models it names loaded now (an error stops start-up).
     pub fn start(config: &Config) -> anyhow::Result<Arc<Self>> {
@@ -152,7 +132,7 @@ impl Registry {
             tracing::info!(servable = entries, budget_mib = budget >> 20, max_loaded = ?registry.max_loaded, "models");
         }
         if let Some(idle) = registry.idle_unload {
-            spawn_reaper(Arc::downgrade(&registry), idle);
+            idle::spawn_reaper(Arc::downgrade(&registry), idle);
         }
         Ok(registry)
     }
@@ -253,79 +233,6 @@ impl Registry {
         Ok(())
     }
 
-    /// Every servable model, loaded or not, after reading the models directories again.
-    /// Blocking: reads the headers of files not read before (outside the registry's lock).
-    pub fn list(&self) -> Vec<Listing> {
-        let unread: Vec<Entry> = {
-            let mut inner = self.lock();
-            inner.rescan(&self.catalog);
-            inner.entries.iter().filter(|e| !inner.probed(e)).cloned().collect()
-        };
-        let read: Vec<_> = unread.iter().map(|e| (e, e.stamp(), load::probe(e, self.kv))).collect();
-        let mut inner = self.lock();
-        for (entry, stamp, probe) in read {
-            if let Some(stamp) = stamp {
-                inner.probes.insert(entry.path.clone(), (stamp, probe));
-            }
-        }
-        let Inner { entries, slots, probes, counters, .. } = &mut *inner;
-        entries
-            .iter()
-            .map(|entry| {
-                let counters = counters.get(&entry.id).cloned().unwrap_or_default();
-                let aliases = self.catalog.aliases_of(&entry.id);
-                let pinned = self.pinned.contains(&entry.id);
-                let base = Listing {
-                    entry: entry.clone(),
-                    aliases,
-                    state: ModelState::Available,
-                    reason: None,
-                    memory: None,
-                    pinned,
-                    created: file_time(entry),
-                    context_length: 0,
-                    chat: false,
-                    engine: None,
-                    counters,
-                };
-                match slots.get(&entry.id).map(|s| &s.state) {
-                    Some(State::Loaded { model, memory, created }) => {
-                        let (context_length, chat, engine) = match model {
-                            Loaded::Chat(m) => (m.context_length, m.template.is_some(), Some(m.engine.stats())),
-                            Loaded::Embedding(m) => (m.worker.info().max_tokens, false, None),
-                        };
-                        Listing {
-                            state: ModelState::Loaded,
-                            memory: Some(memory.total()),
-                            created: *created,
-                            context_length,
-                            chat,
-                            engine,
-                            ..base
-                        }
-                    }
-                    Some(State::Failed { reason, .. }) => {
-                        Listing { state: ModelState::Failed, reason: Some(reason.clone()), ..base }
-                    }
-                    state => {
-                        let loading = matches!(state, Some(State::Loading { .. }));
-                        let state = if loading { ModelState::Loading } else { ModelState::Available };
-                        match probe_cached(probes, entry, self.kv) {
-                            Ok(p) => Listing {
-                                state,
-                                memory: Some(p.total()),
-                                context_length: p.context_length,
-                                chat: p.chat,
-                                ..base
-                            },
-                            Err(reason) => Listing { state: ModelState::Failed, reason: Some(reason), ..base },
-                        }
-                    }
-                }
-            })
-            .collect()
-    }
-
     /// Whether every loaded chat model's engine is still running.
     pub fn engines_alive(&self) -> bool {
         self.lock().slots.values().all(|slot| match &slot.state {
@@ -337,25 +244,6 @@ impl Registry {
     /// The memory budget of loaded models, in bytes.
     pub fn budget(&self) -> u64 {
         self.budget
-    }
-
-    /// Unloads every model idle for `idle` (not pinned, no request in flight).
-    fn unload_idle(&self, idle: Duration) {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        let mut idle_ids = Vec::new();
-        for (id, slot) in &mut inner.slots {
-            if let State::Loaded { model, .. } = &slot.state {
-                if model.in_use() {
-                    slot.last_used = now;
-                } else if now.duration_since(slot.last_used) >= idle && !self.pinned.contains(id) {
-                    idle_ids.push(id.clone());
-                }
-            }
-        }
-        for id in idle_ids {
-            inner.unload(&id, "idle");
-        }
     }
 
     /// The loaded model `id` names, loading it first when it is not; `kind` must match.
@@ -687,19 +575,6 @@ fn wait_released(engines: &[EngineWatch]) {
     hearth_models::release_free_memory();
 }
 
-/// Unloads idle models every so often, for as long as the registry lives.
-fn spawn_reaper(registry: Weak<Registry>, idle: Duration) {
-    let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let spawned = std::thread::Builder::new().name("model-reaper".into()).spawn(move || loop {
-        std::thread::sleep(period);
-        let Some(registry) = registry.upgrade() else { return };
-        registry.unload_idle(idle);
-    });
-    if let Err(error) = spawned {
-        tracing::error!(%error, "cannot start the idle-model thread; idle models stay loaded");
-    }
-}
-
 /// Bytes of memory available now (4 GiB where `/proc/meminfo` cannot be read).
 fn available_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
@@ -713,9 +588,4 @@ fn available_memory() -> u64 {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// The weights file's modification time in Unix seconds, 0 when unknown.
-fn file_time(entry: &Entry) -> u64 {
-    entry.stamp().and_then(|s| s.modified).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs())
 }
