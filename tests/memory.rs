@@ -1,7 +1,8 @@
 //! Issue 17: one client must never exhaust the server's memory. The real `hearth` binary on the real
 //! default model takes bursts of 32 concurrent requests of 3.85 MB of text each (chat, completions,
 //! embeddings), all of which must be refused; its resident memory, read from `/proc/PID/status`, must
-//! peak within 1 GiB of where it started and come back to within 150 MiB of it.
+//! peak within 1 GiB of where it started and come back to within 150 MiB of it. Issue 15: a server of two models,
+//! one loaded at a time, never holds both while it swaps them, and an unload gives the memory back.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -101,5 +102,52 @@ fn issue_17_bursts_of_large_requests_leave_memory_near_its_baseline() {
     assert!(after <= start + 150 * MIB, "{report}");
     let (status, body) = post(address, "/v1/chat/completions", &normal);
     assert_eq!(status, 200, "{body}");
+    eprintln!("{report}");
+}
+
+#[test]
+fn issue_15_swapped_models_are_held_one_at_a_time_and_an_unload_gives_the_memory_back() {
+    let gemma = crate::util::root().join("models/gemma-3-270m-Q4_K_M.gguf");
+    let dir = std::env::temp_dir().join(format!("hearth-memory-swap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a.gguf", "b.gguf"] {
+        std::os::unix::fs::symlink(&gemma, dir.join(name)).unwrap();
+    }
+    let dir_arg = dir.to_str().unwrap();
+    let flags = ["--models-dir", dir_arg, "--max-loaded-models", "1", "--kv-cache-memory", "64MiB", "--threads", "1"];
+    let hearth = Hearth::start(&flags);
+    let (address, pid) = (hearth.address(), hearth.pid());
+    let (empty, _) = memory(pid);
+    let complete = |model: &str| {
+        let body = json!({"model": model, "prompt": "The capital of France is", "max_tokens": 4}).to_string();
+        let (status, body) = post(address, "/v1/completions", &body);
+        assert_eq!(status, 200, "{body}");
+    };
+    complete("a");
+    let (one, _) = memory(pid);
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").unwrap();
+    for model in ["b", "a", "b"] {
+        complete(model);
+    }
+    let (_, peak) = memory(pid);
+    let unload = post(address, "/models/unload", &json!({"model": "b"}).to_string());
+    assert_eq!(unload.0, 200, "{}", unload.1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut after = memory(pid).0;
+    while after > empty + 64 * MIB && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = memory(pid).0;
+    }
+    let report = format!(
+        "RSS empty {} MiB, one model {} MiB, peak over three swaps {} MiB, after the unload {} MiB",
+        empty / MIB,
+        one / MIB,
+        peak / MIB,
+        after / MIB
+    );
+    assert!(one >= empty + 200 * MIB, "a model was loaded: {report}");
+    assert!(peak <= one + 100 * MIB, "never two models at once: {report}");
+    assert!(after <= empty + 64 * MIB, "the unload gave the memory back: {report}");
     eprintln!("{report}");
 }

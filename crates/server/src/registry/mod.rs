@@ -499,11 +499,21 @@ impl Inner {
     fn unload(&mut self, id: &str, reason: &'static str) {
         let Some(slot) = self.slots.remove(id) else { return };
         if let State::Loaded { model, memory, .. } = slot.state {
-            if let Loaded::Chat(m) = &model {
-                self.releasing.push(m.engine.watch());
-            }
+            let watch = match &model {
+                Loaded::Chat(m) => Some(m.engine.watch()),
+                Loaded::Embedding(_) => None,
+            };
+            self.releasing.extend(watch.clone());
+            drop(model);
             *self.counters.entry(id.to_string()).or_default().unloads.entry(reason).or_default() += 1;
             tracing::info!(model = %id, reason, freed_mib = memory.total() >> 20, "model unloaded");
+            // Once the engine has let go of the model, the allocator's freed pages go back to the system
+            // even if no other load follows.
+            let released =
+                std::thread::Builder::new().name("model-release".into()).spawn(move || wait_released(watch.as_slice()));
+            if let Err(error) = released {
+                tracing::warn!(%error, "cannot start a thread to return an unloaded model's memory");
+            }
         }
     }
 }
