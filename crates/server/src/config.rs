@@ -1,7 +1,7 @@
 //! Configuration, resolved once: command-line flags > `HEARTH_*` environment > config file > defaults.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hearth_engine::EngineConfig;
@@ -9,6 +9,10 @@ use hearth_models::WeightFormat;
 use serde::Deserialize;
 
 use crate::response_store::StoreLimits;
+use file::FileModels;
+pub use file::{parse_file, read_file, FileConfig};
+
+mod file;
 
 /// The default chat model, as `scripts/fetch-models.sh` saves it.
 pub const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -217,79 +221,6 @@ pub enum Reasoning {
     Off,
     /// Always: the vocabulary must have both tags as tokens.
     Think,
-}
-
-/// The config file; every key optional, unknown keys rejected (a typo must not pass silently).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    server: Option<FileServer>,
-    model: Option<FileModel>,
-    embedding_model: Option<FileEmbeddingModel>,
-    models: Option<FileModels>,
-    engine: Option<FileEngine>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileServer {
-    host: Option<String>,
-    port: Option<u16>,
-    api_keys: Option<Vec<String>>,
-    api_key_file: Option<PathBuf>,
-    cors_allow_origins: Option<Vec<String>>,
-    header_timeout_seconds: Option<u64>,
-    request_timeout_seconds: Option<f64>,
-    max_tokens_limit: Option<usize>,
-    shutdown_grace_seconds: Option<u64>,
-    responses_store_entries: Option<usize>,
-    responses_store_memory: Option<String>,
-    responses_store_ttl_seconds: Option<u64>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    log_content: Option<bool>,
-    playground: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileModel {
-    path: Option<PathBuf>,
-    served_model_name: Option<String>,
-    weights: Option<Weights>,
-    chat_template: Option<PathBuf>,
-    reasoning: Option<Reasoning>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileEmbeddingModel {
-    path: Option<PathBuf>,
-    served_model_name: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileModels {
-    dirs: Option<Vec<PathBuf>>,
-    max_loaded: Option<usize>,
-    memory: Option<String>,
-    idle_unload_seconds: Option<u64>,
-    pinned: Option<Vec<String>>,
-    aliases: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileEngine {
-    threads: Option<usize>,
-    max_num_seqs: Option<usize>,
-    max_waiting: Option<usize>,
-    max_batch_tokens: Option<usize>,
-    max_waiting_prompt_tokens: Option<usize>,
-    kv_cache_memory: Option<String>,
-    prefix_caching: Option<bool>,
 }
 
 /// The resolved configuration, one part per layer.
@@ -603,17 +534,6 @@ fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> anyhow::Result<Opti
 /// `Some` when a repeatable flag was given at least once.
 fn non_empty(values: &[String]) -> Option<Vec<String>> {
     (!values.is_empty()).then(|| values.to_vec())
-}
-
-/// Parses a config file.
-pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading config {}: {e}", path.display()))?;
-    parse_file(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
-}
-
-/// Parses config file text.
-pub fn parse_file(text: &str) -> Result<FileConfig, toml::de::Error> {
-    toml::from_str(text)
 }
 
 #[cfg(test)]
