@@ -301,8 +301,12 @@ impl RequestObserver {
         Self { metrics, model: model.to_string(), key, arrived, last_token: None }
     }
 
+    /// Applies `f` to this model's record; the id is copied only for the model's first record.
     fn record(&self, f: impl FnOnce(&mut ModelRecorded)) {
-        self.metrics.with(|r| f(r.models.entry(self.model.clone()).or_default()));
+        self.metrics.with(|r| match r.models.get_mut(&self.model) {
+            Some(recorded) => f(recorded),
+            None => f(r.models.entry(self.model.clone()).or_default()),
+        });
     }
 
     /// The engine admitted the request to its batch.
