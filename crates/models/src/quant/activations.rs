@@ -111,7 +111,8 @@ impl QuantizedRows {
 }
 
 /// Activation rows quantized for the K-quant kernels: 8 bits per value, one `f32` scale per super-block
-/// of [`SUPER`] values, and the sum of every 16 quants (for the formats' per-group minimum or centre).
+/// of [`SUPER`] values, and the sums of every 16 and every 32 quants (for the formats' per-group minimum or
+/// centre).
 #[derive(Debug, Clone)]
 pub struct SuperRows {
     pub(super) rows: usize,
@@ -121,6 +122,8 @@ pub struct SuperRows {
     pub(super) d: Vec<f32>,
     /// Sum of each group of 16 quants, 16 per super-block.
     pub(super) sums: Vec<i16>,
+    /// Sum of each slice of 32 quants, 8 per super-block.
+    pub(super) slice_sums: Vec<i16>,
 }
 
 impl SuperRows {
@@ -133,6 +136,7 @@ impl SuperRows {
             qs: vec![0; blocks * SUPER],
             d: vec![0.0; blocks],
             sums: vec![0; blocks * 16],
+            slice_sums: vec![0; blocks * 8],
         };
         #[cfg(target_arch = "x86_64")]
         if Isa::detect().avx2() {
@@ -155,7 +159,8 @@ impl SuperRows {
     #[inline(always)]
     fn quantize(&mut self, x: &[f32]) {
         let per_block = self.qs.chunks_exact_mut(SUPER).zip(self.d.iter_mut().zip(self.sums.chunks_exact_mut(16)));
-        for (block, (qs, (d, sums))) in x.chunks_exact(SUPER).zip(per_block) {
+        let per_block = per_block.zip(self.slice_sums.chunks_exact_mut(8));
+        for (block, ((qs, (d, sums)), slice_sums)) in x.chunks_exact(SUPER).zip(per_block) {
             let mut lanes = [0.0f32; 8];
             for eight in block.chunks_exact(8) {
                 for (lane, v) in lanes.iter_mut().zip(eight) {
@@ -170,6 +175,9 @@ impl SuperRows {
             }
             for (sum, group) in sums.iter_mut().zip(qs.chunks_exact(16)) {
                 *sum = group.iter().map(|&q| i16::from(q)).sum();
+            }
+            for (slice_sum, pair) in slice_sums.iter_mut().zip(sums.chunks_exact(2)) {
+                *slice_sum = pair[0] + pair[1];
             }
             *d = scale;
         }
@@ -204,10 +212,16 @@ mod tests {
         let fast = SuperRows::new(&x, 512);
         let mut portable = fast.clone();
         portable.quantize(&x);
-        assert_eq!((&fast.qs, &fast.d, &fast.sums), (&portable.qs, &portable.d, &portable.sums));
+        assert_eq!(
+            (&fast.qs, &fast.d, &fast.sums, &fast.slice_sums),
+            (&portable.qs, &portable.d, &portable.sums, &portable.slice_sums)
+        );
         assert_eq!((fast.rows, fast.blocks_per_row, fast.d[1]), (3, 2, 0.0));
         for (g, &sum) in fast.sums.iter().enumerate() {
             assert_eq!(i32::from(sum), fast.qs[16 * g..16 * g + 16].iter().map(|&q| i32::from(q)).sum::<i32>());
+        }
+        for (s, &sum) in fast.slice_sums.iter().enumerate() {
+            assert_eq!(i32::from(sum), fast.qs[32 * s..32 * s + 32].iter().map(|&q| i32::from(q)).sum::<i32>());
         }
         for (block, (qs, d)) in x.chunks(SUPER).zip(fast.qs.chunks(SUPER).zip(&fast.d)) {
             for (v, &q) in block.iter().zip(qs) {

@@ -379,9 +379,9 @@ impl KQuantMatrix {
             // `quad_bytes` for the activations' width.
             let run = |n: usize, rows| unsafe {
                 match self.format {
-                    KFormat::Q4K => avx2::q4k_q5k::<false, QTILE>(quad(n), &acts, rows),
-                    KFormat::Q5K => avx2::q4k_q5k::<true, QTILE>(quad(n), &acts, rows),
-                    _ => avx2::q6k::<QTILE>(quad(n), &acts, rows),
+                    KFormat::Q4K => avx2::quad_tile::<avx2::Q4Quads, QTILE>(quad(n), &acts, rows),
+                    KFormat::Q5K => avx2::quad_tile::<avx2::Q5Quads, QTILE>(quad(n), &acts, rows),
+                    _ => avx2::quad_tile::<avx2::Q6Quads, QTILE>(quad(n), &acts, rows),
                 }
             };
             for_each_tile(&mut out, self.rows, column_bytes, run);
@@ -518,7 +518,8 @@ mod tests {
             let repacked = w.clone().repack();
             let has_quads = kquad::fields(format.0).is_some() && Isa::detect().avx2();
             assert_eq!(repacked.quads, has_quads, "{:?}", format.0);
-            let x = random(&mut StdRng::seed_from_u64(8), 6 * 512);
+            // 13 rows: a full pass of eight and a pass of five.
+            let x = random(&mut StdRng::seed_from_u64(8), 13 * 512);
             let (blocks, quads) = (w.matmul(&x), repacked.matmul(&x));
             for (a, b) in blocks.iter().zip(&quads) {
                 assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{:?}: {a} vs {b}", format.0);

@@ -1,12 +1,14 @@
-//! The AVX2 kernels over K-quant quads (`crate::quant::kquad`): four output columns at once, up to four
+//! The AVX2 kernels over K-quant quads (`crate::quant::kquad`): four output columns at once, up to eight
 //! activation rows per pass over a super-block.
 //!
-//! For each 32-value slice of a super-block, four 32-byte registers hold 8 quants of each of the four
-//! columns (one register per 8-value chunk); each is multiplied (`maddubs`) by the row's 8 activations of
-//! that chunk broadcast to all four columns. The 16-bit products of one scale group are summed before a
-//! single `madd` applies the four columns' scales of that group, so a Q4_K slice of 4 × 32 weights costs
-//! four `maddubs` and one `madd` per row. Integer sums run over a super-block; the super-block's and the
-//! row's scales are applied in `f32`, and the minimum (or centre) term comes from the row's group sums.
+//! Each quad super-block is decoded once per pass into [`Decoded`]: 32 registers' worth of quants (for
+//! each 32-value slice, four registers of 8 quants of each of the four columns) and each scale group's
+//! scales spread over the matching 16-bit lanes. Then, per row and slice, each register is multiplied
+//! (`maddubs`) by the row's 8 activations of that chunk broadcast to all four columns; the 16-bit products
+//! of one scale group are summed before a single `madd` applies the four columns' scales of that group. A
+//! Q4_K slice of 4 × 32 weights thus costs four `maddubs` and one `madd` per row, with the decoding shared
+//! by the whole pass. Integer sums run over a super-block; the super-block's and the row's scales are
+//! applied in `f32`, and the minimum (or centre) term comes from the row's group sums.
 //!
 //! **Batch invariance:** every row takes the same operations in the same order whichever rows share its
 //! pass.
@@ -17,8 +19,9 @@ use crate::quant::activations::SuperRows;
 use crate::quant::kquad::QUAD;
 use crate::quant::SUPER;
 
-/// Activation rows that share one decoding of a super-block's quants.
-const GROUP: usize = 4;
+/// Activation rows that share one decoding of a super-block's quants: eight accumulators stay in
+/// registers beside the four quant registers of a slice.
+const GROUP: usize = 8;
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the
 /// hardware prefetcher alone fetches them.
 const AHEAD: usize = 2;
@@ -34,43 +37,43 @@ unsafe fn prefetch_ahead(p: *const u8, bytes: usize) {
     }
 }
 
-/// `rows` (at most `T`) activation rows against the four columns whose super-blocks start at `quad`
-/// (`superblocks` of `quad_bytes` each): Q4_K, or Q5_K with `FIVE`.
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `quad` points at a whole quad of the activations' width.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q4k_q5k<const FIVE: bool, const T: usize>(
-    quad: *const u8,
-    acts: &SuperRows,
-    rows: std::ops::Range<usize>,
-) -> [[f32; QUAD]; T] {
-    let mut out = [[0.0; QUAD]; T];
-    let mut start = rows.start;
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        while start < rows.end {
-            let sums: [__m128; GROUP] = match rows.end - start {
-                1 => pad(q45_group::<1, FIVE>(quad, acts, start)),
-                2 => pad(q45_group::<2, FIVE>(quad, acts, start)),
-                3 => pad(q45_group::<3, FIVE>(quad, acts, start)),
-                _ => q45_group::<GROUP, FIVE>(quad, acts, start),
-            };
-            for (r, sum) in sums.iter().enumerate().take((rows.end - start).min(GROUP)) {
-                _mm_storeu_ps(out[start - rows.start + r].as_mut_ptr(), *sum);
-            }
-            start += GROUP;
-        }
-    }
-    out
+/// How the quad kernel reads one K-quant format.
+pub(crate) trait QuadFormat {
+    /// Bytes of one column's super-block.
+    const BLOCK: usize;
+    /// Whether a 32-value slice has a scale per 16 values (two groups) rather than one.
+    const HALF_SLICES: bool;
+    /// What a decoded super-block needs besides its quants to finish a row's sum.
+    type Terms: Copy;
+    /// Decodes the quad super-block at `p` into `decoded`.
+    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Self::Terms;
+    /// Adds to `acc` a row's result for this super-block from its integer sums `dots` and its
+    /// activation super-block `ab` (scale and group sums).
+    unsafe fn finish(terms: &Self::Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256;
 }
 
-/// As [`q4k_q5k`], for Q6_K.
+/// Q4_K quads.
+pub(crate) struct Q4Quads;
+/// Q5_K quads.
+pub(crate) struct Q5Quads;
+/// Q6_K quads.
+pub(crate) struct Q6Quads;
+
+/// A quad super-block's quants as unsigned bytes, `q[4s + c]` holding 8-value chunk `c` of slice `s` for
+/// the four columns, and the scales of each scale group as 16-bit lanes matching the `maddubs` products of
+/// those chunks (`scale[s]` per slice, or `scale[2s]` and `scale[2s + 1]` per half slice).
+#[repr(C, align(32))]
+pub(crate) struct Decoded {
+    q: [__m256i; 32],
+    scale: [__m256i; 16],
+}
+
+/// `rows` (at most `T`) activation rows against the four columns whose super-blocks start at `quad`.
 ///
 /// # Safety
-/// As [`q4k_q5k`].
+/// The CPU has AVX2, FMA and F16C; `quad` points at a whole quad of format `F` and the activations' width.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn q6k<const T: usize>(
+pub(crate) unsafe fn quad_tile<F: QuadFormat, const T: usize>(
     quad: *const u8,
     acts: &SuperRows,
     rows: std::ops::Range<usize>,
@@ -81,10 +84,14 @@ pub(crate) unsafe fn q6k<const T: usize>(
     unsafe {
         while start < rows.end {
             let sums: [__m128; GROUP] = match rows.end - start {
-                1 => pad(q6_group::<1>(quad, acts, start)),
-                2 => pad(q6_group::<2>(quad, acts, start)),
-                3 => pad(q6_group::<3>(quad, acts, start)),
-                _ => q6_group::<GROUP>(quad, acts, start),
+                1 => pad(pass::<F, 1>(quad, acts, start)),
+                2 => pad(pass::<F, 2>(quad, acts, start)),
+                3 => pad(pass::<F, 3>(quad, acts, start)),
+                4 => pad(pass::<F, 4>(quad, acts, start)),
+                5 => pad(pass::<F, 5>(quad, acts, start)),
+                6 => pad(pass::<F, 6>(quad, acts, start)),
+                7 => pad(pass::<F, 7>(quad, acts, start)),
+                _ => pass::<F, GROUP>(quad, acts, start),
             };
             for (r, sum) in sums.iter().enumerate().take((rows.end - start).min(GROUP)) {
                 _mm_storeu_ps(out[start - rows.start + r].as_mut_ptr(), *sum);
@@ -101,32 +108,67 @@ fn pad<const R: usize>(sums: [__m128; R]) -> [__m128; GROUP] {
     std::array::from_fn(|r| if r < R { sums[r] } else { unsafe { _mm_setzero_ps() } })
 }
 
+/// One pass of `R` rows from `first` over every super-block of a quad.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pass<F: QuadFormat, const R: usize>(quad: *const u8, acts: &SuperRows, first: usize) -> [__m128; R] {
+    let blocks = acts.blocks_per_row;
+    let bytes = QUAD * F::BLOCK;
+    // SAFETY: every load below stays inside the quad's super-block `b` or an activation super-block of
+    // rows `first..first + R`.
+    unsafe {
+        // Lanes `(2g, 2g + 1)` of every accumulator belong to column `g`.
+        let mut acc = [_mm256_setzero_ps(); R];
+        let mut decoded = Decoded { q: [_mm256_setzero_si256(); 32], scale: [_mm256_setzero_si256(); 16] };
+        for b in 0..blocks {
+            let p = quad.add(b * bytes);
+            prefetch_ahead(p, bytes);
+            let terms = F::decode(p, &mut decoded);
+            let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
+            let dots = dot_slices::<R>(&decoded, a, F::HALF_SLICES);
+            for (r, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
+                let ab = (first + r) * blocks + b;
+                *acc = F::finish(&terms, dots, acts, ab, *acc);
+            }
+        }
+        std::array::from_fn(|r| column_sums(acc[r]))
+    }
+}
+
+/// `R` activation rows (super-blocks at `a`) against a decoded quad super-block: per row, the integer
+/// sums of scale × products, lanes `(2g, 2g + 1)` for column `g`.
+#[inline(always)]
+unsafe fn dot_slices<const R: usize>(decoded: &Decoded, a: [*const i8; R], half_slices: bool) -> [__m256i; R] {
+    // SAFETY: each `a` points at a whole activation super-block; AVX2 is enabled in every caller.
+    unsafe {
+        let mut dots = [_mm256_setzero_si256(); R];
+        for s in 0..8 {
+            let q = &decoded.q[4 * s..4 * s + 4];
+            for (dot, a) in dots.iter_mut().zip(a) {
+                let a = a.add(32 * s);
+                let product = |c: usize| _mm256_maddubs_epi16(q[c], chunk(a.add(8 * c)));
+                let (low, high) = (_mm256_add_epi16(product(0), product(1)), _mm256_add_epi16(product(2), product(3)));
+                let scaled = if half_slices {
+                    _mm256_add_epi32(
+                        _mm256_madd_epi16(low, decoded.scale[2 * s]),
+                        _mm256_madd_epi16(high, decoded.scale[2 * s + 1]),
+                    )
+                } else {
+                    _mm256_madd_epi16(_mm256_add_epi16(low, high), decoded.scale[s])
+                };
+                *dot = _mm256_add_epi32(*dot, scaled);
+            }
+        }
+        dots
+    }
+}
+
 /// `_mm256_set1_epi64x` of the 8 bytes at `at`: one 8-value chunk of an activation row for all four
 /// columns.
 #[inline(always)]
 unsafe fn chunk(at: *const i8) -> __m256i {
     // SAFETY: the caller passes 8 readable bytes.
     unsafe { _mm256_set1_epi64x(at.cast::<i64>().read_unaligned()) }
-}
-
-/// `Σ_c maddubs(q[c], row chunk c)` for chunks `CHUNKS`: 16-bit sums of one scale group's products.
-#[inline(always)]
-unsafe fn products(q: &[__m256i; 4], a: *const i8, chunks: std::ops::Range<usize>) -> __m256i {
-    // SAFETY: `a` points at 32 readable activation bytes.
-    unsafe {
-        let mut sum = _mm256_setzero_si256();
-        for c in chunks {
-            sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(q[c], chunk(a.add(8 * c))));
-        }
-        sum
-    }
-}
-
-/// The row's 16 group sums as per-32 sums, `[S0..S7 | S0..S7]`.
-#[inline(always)]
-unsafe fn slice_sums(sums: __m256i) -> __m256i {
-    // SAFETY: AVX2 is enabled in every caller.
-    unsafe { _mm256_permute4x64_epi64::<0b10_00_10_00>(_mm256_hadd_epi16(sums, sums)) }
 }
 
 /// Lanes `(2g, 2g + 1)` of `v` summed for each column `g`, in one 128-bit vector.
@@ -140,145 +182,205 @@ unsafe fn column_sums(v: __m256) -> __m128 {
     }
 }
 
-/// One pass of `R` rows from `first` over every super-block of a Q4_K or Q5_K quad.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q45_group<const R: usize, const FIVE: bool>(quad: *const u8, acts: &SuperRows, first: usize) -> [__m128; R] {
-    let size = if FIVE { 176 } else { 144 };
-    let (qh_at, qs_at) = (64, if FIVE { 192 } else { 64 });
-    let blocks = acts.blocks_per_row;
-    // SAFETY: every load below stays inside the quad's super-block `b` or an activation super-block of
-    // rows `first..first + R`.
-    unsafe {
-        let low = _mm256_set1_epi8(0x0F);
-        let fifth = _mm256_set1_epi8(0x10);
-        // Scale of slice s for column g is byte 4g + s % 4 of the (broadcast) scale words; as a 16-bit lane
-        // it fills the four lanes of column g's products.
-        let spread: [__m256i; 4] = std::array::from_fn(|t| {
-            let t = t as i8;
-            let (a, b, c, d) = (t, 4 + t, 8 + t, 12 + t);
-            let m = -128i8;
-            _mm256_setr_epi8(
-                a, m, a, m, a, m, a, m, b, m, b, m, b, m, b, m, c, m, c, m, c, m, c, m, d, m, d, m, d, m, d, m,
-            )
-        });
-        let mut facc = [_mm256_setzero_ps(); R];
-        let mut macc = [_mm_setzero_ps(); R];
-        for b in 0..blocks {
-            let p = quad.add(b * QUAD * size);
-            prefetch_ahead(p, QUAD * size);
-            let dm = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
-            let d_pairs = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6));
-            let dmin = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(1, 3, 5, 7, 1, 3, 5, 7)));
-            // GGML's six-bit scales, four columns at a time (one 32-bit lane each).
-            let (w0, w1, w2) = (
-                _mm_loadu_si128(p.add(16).cast()),
-                _mm_loadu_si128(p.add(32).cast()),
-                _mm_loadu_si128(p.add(48).cast()),
-            );
-            let (m6, m4, m2) = (_mm_set1_epi8(0x3F), _mm_set1_epi8(0x0F), _mm_set1_epi8(0x03));
-            let sc_low = _mm_and_si128(w0, m6);
-            let mn_low = _mm_and_si128(w1, m6);
-            let sc_high =
-                _mm_or_si128(_mm_and_si128(w2, m4), _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(w0), m2)));
-            let mn_high = _mm_or_si128(
-                _mm_and_si128(_mm_srli_epi32::<4>(w2), m4),
-                _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(w1), m2)),
-            );
-            let scales = [_mm256_broadcastsi128_si256(sc_low), _mm256_broadcastsi128_si256(sc_high)];
-            let mins01 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(mn_low, mn_high));
-            let mins23 = _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(mn_low, mn_high));
+/// `pshufb` masks that spread the scale of slice `t` (byte `4g + t` of the scale words, `t < 4`) over
+/// the four 16-bit product lanes of each column `g`.
+const SPREAD45: [[i8; 32]; 4] = {
+    let mut masks = [[-128i8; 32]; 4];
+    let mut t = 0;
+    while t < 4 {
+        let mut lane = 0;
+        while lane < 16 {
+            masks[t][2 * lane] = (4 * (lane / 4) + t) as i8;
+            lane += 1;
+        }
+        t += 1;
+    }
+    masks
+};
 
-            let mut iacc = [_mm256_setzero_si256(); R];
-            for s in 0..8 {
-                let scale = _mm256_shuffle_epi8(scales[s / 4], spread[s % 4]);
-                let mut q = [_mm256_setzero_si256(); 4];
-                for (c, q) in q.iter_mut().enumerate() {
-                    let bytes = _mm256_loadu_si256(p.add(qs_at + (4 * (s / 2) + c) * 32).cast());
-                    let nibbles = if s % 2 == 0 { bytes } else { _mm256_srli_epi16::<4>(bytes) };
-                    let mut v = _mm256_and_si256(nibbles, low);
-                    if FIVE {
-                        // Bit s of each qh byte becomes bit 4 (shifts stay within bytes once masked).
-                        let h = _mm256_loadu_si256(p.add(qh_at + c * 32).cast());
-                        let count = _mm_cvtsi32_si128(s as i32 - 4);
+/// `pshufb` masks that put group scale `t` of a pair-interleaved Q6_K scale vector (columns 0/1 in the
+/// low half, 2/3 in the high half) into the high byte of each of the column's 16-bit product lanes; an
+/// arithmetic shift then sign-extends it.
+const SPREAD6: [[i8; 32]; 8] = {
+    let mut masks = [[-128i8; 32]; 8];
+    let mut t = 0;
+    while t < 8 {
+        let mut lane = 0;
+        while lane < 16 {
+            masks[t][2 * lane + 1] = (2 * t + (lane / 4) % 2) as i8;
+            lane += 1;
+        }
+        t += 1;
+    }
+    masks
+};
+
+/// The scales of a Q4_K/Q5_K quad super-block: `d` and `dmin` of each column in its two accumulator lanes,
+/// and the minimums (see [`q45_scales`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Q45Terms {
+    d: __m256,
+    dmin: __m256,
+    mins: [__m256i; 2],
+}
+
+/// Decodes a Q4_K quad super-block, or a Q5_K one with `FIVE`.
+#[inline(always)]
+unsafe fn q45_decode<const FIVE: bool>(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
+    let (qh_at, qs_at) = (64, if FIVE { 192 } else { 64 });
+    // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
+    unsafe {
+        let dm = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
+        let d = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6));
+        let dmin = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(1, 1, 3, 3, 5, 5, 7, 7));
+        let (scales, mins) = q45_scales(p);
+        for s in 0..8 {
+            let spread = _mm256_loadu_si256(SPREAD45[s % 4].as_ptr().cast());
+            decoded.scale[s] = _mm256_shuffle_epi8(scales[s / 4], spread);
+        }
+        let low = _mm256_set1_epi8(0x0F);
+        for pair in 0..4 {
+            for c in 0..4 {
+                let bytes = _mm256_loadu_si256(p.add(qs_at + (4 * pair + c) * 32).cast());
+                let mut halves = [_mm256_and_si256(bytes, low), _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low)];
+                if FIVE {
+                    // Bit s of each qh byte becomes bit 4 (shifts stay within bytes once masked).
+                    let h = _mm256_loadu_si256(p.add(qh_at + c * 32).cast());
+                    for (half, v) in halves.iter_mut().enumerate() {
+                        let s = 2 * pair + half;
                         let moved = if s >= 4 {
-                            _mm256_srl_epi16(h, count)
+                            _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32 - 4))
                         } else {
                             _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - s as i32))
                         };
-                        v = _mm256_or_si256(v, _mm256_and_si256(moved, fifth));
+                        *v = _mm256_or_si256(*v, _mm256_and_si256(moved, _mm256_set1_epi8(0x10)));
                     }
-                    *q = v;
                 }
-                for (r, iacc) in iacc.iter_mut().enumerate() {
-                    let a = acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER + 32 * s);
-                    *iacc = _mm256_add_epi32(*iacc, _mm256_madd_epi16(products(&q, a, 0..4), scale));
-                }
-            }
-            for r in 0..R {
-                let ab = (first + r) * blocks + b;
-                let da = _mm256_set1_ps(*acts.d.get_unchecked(ab));
-                facc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r]), _mm256_mul_ps(d_pairs, da), facc[r]);
-                let sums = slice_sums(_mm256_loadu_si256(acts.sums.as_ptr().add(ab * 16).cast()));
-                let pairs = _mm256_hadd_epi32(_mm256_madd_epi16(mins01, sums), _mm256_madd_epi16(mins23, sums));
-                let total = _mm256_hadd_epi32(pairs, pairs);
-                let mins = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(
-                    total,
-                    _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5),
-                ));
-                macc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(mins), _mm_mul_ps(dmin, _mm256_castps256_ps128(da)), macc[r]);
+                decoded.q[8 * pair + c] = halves[0];
+                decoded.q[8 * pair + 4 + c] = halves[1];
             }
         }
-        std::array::from_fn(|r| _mm_sub_ps(column_sums(facc[r]), macc[r]))
+        Q45Terms { d, dmin, mins }
     }
 }
 
-/// One pass of `R` rows from `first` over every super-block of a Q6_K quad: 6-bit quants stored as
-/// unsigned (`q + 32`), a signed 8-bit scale per group of 16, and the centre taken off through the row's
-/// group sums.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_group<const R: usize>(quad: *const u8, acts: &SuperRows, first: usize) -> [__m128; R] {
-    const SIZE: usize = 210;
-    let (ql_at, qh_at, sc_at, d_at) = (0, 512, 768, 832);
-    let blocks = acts.blocks_per_row;
-    // SAFETY: as in `q45_group`.
+/// A row's Q4_K/Q5_K result for one super-block: `d·da·dots − dmin·da·Σ mins × slice sums`.
+#[inline(always)]
+unsafe fn q45_finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256 {
+    // SAFETY: `ab` is an activation super-block; AVX2 and FMA are enabled in every caller.
     unsafe {
-        let low = _mm256_set1_epi8(0x0F);
-        let (bits01, bits45) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
-        // Group scale t of a pair-interleaved scale vector (columns 0/1 in the low half, 2/3 in the high
-        // half) into the high byte of each 16-bit lane; an arithmetic shift then sign-extends it.
-        let spread: [__m256i; 8] = std::array::from_fn(|t| {
-            let (a, b, m) = (2 * t as i8, 2 * t as i8 + 1, -128i8);
-            _mm256_setr_epi8(
-                m, a, m, a, m, a, m, a, m, b, m, b, m, b, m, b, m, a, m, a, m, a, m, a, m, b, m, b, m, b, m, b,
-            )
-        });
-        let mut facc = [_mm256_setzero_ps(); R];
-        let mut macc = [_mm_setzero_ps(); R];
-        for b in 0..blocks {
-            let p = quad.add(b * QUAD * SIZE);
-            prefetch_ahead(p, QUAD * SIZE);
+        let da = _mm256_set1_ps(*acts.d.get_unchecked(ab));
+        let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(terms.d, da), acc);
+        let sums = _mm256_broadcastsi128_si256(_mm_loadu_si128(acts.slice_sums.as_ptr().add(ab * 8).cast()));
+        let min = _mm256_hadd_epi32(_mm256_madd_epi16(terms.mins[0], sums), _mm256_madd_epi16(terms.mins[1], sums));
+        _mm256_fnmadd_ps(_mm256_cvtepi32_ps(min), _mm256_mul_ps(terms.dmin, da), acc)
+    }
+}
+
+impl QuadFormat for Q4Quads {
+    const BLOCK: usize = 144;
+    const HALF_SLICES: bool = false;
+    type Terms = Q45Terms;
+
+    #[inline(always)]
+    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
+        // SAFETY: forwarded from the caller.
+        unsafe { q45_decode::<false>(p, decoded) }
+    }
+
+    #[inline(always)]
+    unsafe fn finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256 {
+        // SAFETY: forwarded from the caller.
+        unsafe { q45_finish(terms, dots, acts, ab, acc) }
+    }
+}
+
+impl QuadFormat for Q5Quads {
+    const BLOCK: usize = 176;
+    const HALF_SLICES: bool = false;
+    type Terms = Q45Terms;
+
+    #[inline(always)]
+    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
+        // SAFETY: forwarded from the caller.
+        unsafe { q45_decode::<true>(p, decoded) }
+    }
+
+    #[inline(always)]
+    unsafe fn finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256 {
+        // SAFETY: forwarded from the caller.
+        unsafe { q45_finish(terms, dots, acts, ab, acc) }
+    }
+}
+
+/// A Q4_K/Q5_K quad super-block's six-bit scales and minimums (GGML's packing, one 32-bit lane per
+/// column): the scales as bytes, slices 0–3 then 4–7 (byte `4g + s % 4` for column `g`, in both 128-bit
+/// halves), and the minimums as 16-bit values, columns 0 | 2 and 1 | 3 (eight per column), so a `madd`
+/// with a row's slice sums and an `hadd` put each column's minimum term in its accumulator lanes.
+#[inline(always)]
+unsafe fn q45_scales(p: *const u8) -> ([__m256i; 2], [__m256i; 2]) {
+    // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
+    unsafe {
+        let (w0, w1, w2) =
+            (_mm_loadu_si128(p.add(16).cast()), _mm_loadu_si128(p.add(32).cast()), _mm_loadu_si128(p.add(48).cast()));
+        let (m6, m4, m2) = (_mm_set1_epi8(0x3F), _mm_set1_epi8(0x0F), _mm_set1_epi8(0x03));
+        let sc_low = _mm_and_si128(w0, m6);
+        let mn_low = _mm_and_si128(w1, m6);
+        let sc_high =
+            _mm_or_si128(_mm_and_si128(w2, m4), _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(w0), m2)));
+        let mn_high = _mm_or_si128(
+            _mm_and_si128(_mm_srli_epi32::<4>(w2), m4),
+            _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(w1), m2)),
+        );
+        let (mn_low, mn_high) =
+            (_mm_shuffle_epi32::<0b11_01_10_00>(mn_low), _mm_shuffle_epi32::<0b11_01_10_00>(mn_high));
+        (
+            [_mm256_broadcastsi128_si256(sc_low), _mm256_broadcastsi128_si256(sc_high)],
+            [
+                _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(mn_low, mn_high)),
+                _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(mn_low, mn_high)),
+            ],
+        )
+    }
+}
+
+/// The scales of a Q6_K quad super-block: `d` of each column in its two accumulator lanes, and each
+/// column's 16 signed group scales as 16-bit values (for the centre term).
+#[derive(Clone, Copy)]
+pub(crate) struct Q6Terms {
+    d: __m256,
+    wide: [__m256i; QUAD],
+}
+
+/// Q6_K: 6-bit quants stored as unsigned (`q + 32`), a signed 8-bit scale per group of 16, and the centre
+/// taken off in integers through the row's group sums.
+impl QuadFormat for Q6Quads {
+    const BLOCK: usize = 210;
+    const HALF_SLICES: bool = true;
+    type Terms = Q6Terms;
+
+    #[inline(always)]
+    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q6Terms {
+        let (ql_at, qh_at, sc_at, d_at) = (0, 512, 768, 832);
+        // SAFETY: the caller passes a whole quad super-block; AVX2 and F16C are enabled in every caller.
+        unsafe {
             let d = _mm_cvtph_ps(_mm_loadl_epi64(p.add(d_at).cast()));
-            let d_pairs =
-                _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-            let centre = _mm_mul_ps(d, _mm_set1_ps(32.0));
+            let d = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
             // Scales of columns 0, 2, 1, 3 in that order: pairing bytes gives (0, 1) low and (2, 3) high.
             let (even, odd) = (_mm256_loadu_si256(p.add(sc_at).cast()), _mm256_loadu_si256(p.add(sc_at + 32).cast()));
             let paired = [_mm256_unpacklo_epi8(even, odd), _mm256_unpackhi_epi8(even, odd)];
+            for (g, scale) in decoded.scale.iter_mut().enumerate() {
+                let spread = _mm256_loadu_si256(SPREAD6[g % 8].as_ptr().cast());
+                *scale = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(paired[g / 8], spread));
+            }
             let mut wide = [_mm256_setzero_si256(); QUAD];
             for (w, at) in wide.iter_mut().zip([0, 32, 16, 48]) {
                 *w = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(sc_at + at).cast()));
             }
-
-            let mut iacc = [_mm256_setzero_si256(); R];
+            let (low, bits01, bits45) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
             for s in 0..8 {
                 let (n, k) = (s / 4, s % 4);
-                let (ga, gb) = (2 * s, 2 * s + 1);
-                let scale_a = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(paired[ga / 8], spread[ga % 8]));
-                let scale_b = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(paired[gb / 8], spread[gb % 8]));
-                let mut q = [_mm256_setzero_si256(); 4];
-                for (c, q) in q.iter_mut().enumerate() {
+                for c in 0..4 {
                     let nibbles = _mm256_loadu_si256(p.add(ql_at + (8 * n + 4 * (k % 2) + c) * 32).cast());
                     let high = _mm256_loadu_si256(p.add(qh_at + (4 * n + c) * 32).cast());
                     let (nibble, pair) = match k {
@@ -287,28 +389,27 @@ unsafe fn q6_group<const R: usize>(quad: *const u8, acts: &SuperRows, first: usi
                         2 => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(high, bits45)),
                         _ => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(_mm256_srli_epi16::<2>(high), bits45)),
                     };
-                    *q = _mm256_or_si256(_mm256_and_si256(nibble, low), pair);
-                }
-                for (r, iacc) in iacc.iter_mut().enumerate() {
-                    let a = acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER + 32 * s);
-                    let first_half = _mm256_madd_epi16(products(&q, a, 0..2), scale_a);
-                    let second_half = _mm256_madd_epi16(products(&q, a, 2..4), scale_b);
-                    *iacc = _mm256_add_epi32(*iacc, _mm256_add_epi32(first_half, second_half));
+                    decoded.q[4 * s + c] = _mm256_or_si256(_mm256_and_si256(nibble, low), pair);
                 }
             }
-            for r in 0..R {
-                let ab = (first + r) * blocks + b;
-                let da = _mm256_set1_ps(*acts.d.get_unchecked(ab));
-                facc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[r]), _mm256_mul_ps(d_pairs, da), facc[r]);
-                let sums = _mm256_loadu_si256(acts.sums.as_ptr().add(ab * 16).cast());
-                let (m0, m1) = (_mm256_madd_epi16(wide[0], sums), _mm256_madd_epi16(wide[1], sums));
-                let (m2, m3) = (_mm256_madd_epi16(wide[2], sums), _mm256_madd_epi16(wide[3], sums));
-                let total = _mm256_hadd_epi32(_mm256_hadd_epi32(m0, m1), _mm256_hadd_epi32(m2, m3));
-                let centred = _mm_add_epi32(_mm256_castsi256_si128(total), _mm256_extracti128_si256::<1>(total));
-                macc[r] =
-                    _mm_fmadd_ps(_mm_cvtepi32_ps(centred), _mm_mul_ps(centre, _mm256_castps256_ps128(da)), macc[r]);
-            }
+            Q6Terms { d, wide }
         }
-        std::array::from_fn(|r| _mm_sub_ps(column_sums(facc[r]), macc[r]))
+    }
+
+    /// `d·da·(dots − 32 · Σ scale × group sums)`.
+    #[inline(always)]
+    unsafe fn finish(terms: &Q6Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256 {
+        // SAFETY: `ab` is an activation super-block; AVX2 and FMA are enabled in every caller.
+        unsafe {
+            let sums = _mm256_loadu_si256(acts.sums.as_ptr().add(ab * 16).cast());
+            let m: [__m256i; QUAD] = std::array::from_fn(|c| _mm256_madd_epi16(terms.wide[c], sums));
+            // Halves of columns 0, 1 then 2, 3; the two 128-bit halves of each add up to a column's sum.
+            let (x, y) = (_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+            let centre =
+                _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(x, y), _mm256_permute2x128_si256::<0x31>(x, y));
+            let centred = _mm256_sub_epi32(dots, _mm256_slli_epi32::<5>(centre));
+            let da = _mm256_set1_ps(*acts.d.get_unchecked(ab));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(centred), _mm256_mul_ps(terms.d, da), acc)
+        }
     }
 }

@@ -4,6 +4,6 @@ mod kquad;
 mod kquant;
 mod legacy;
 
-pub(super) use kquad::{q4k_q5k, q6k};
+pub(super) use kquad::{quad_tile, Q4Quads, Q5Quads, Q6Quads};
 pub(super) use kquant::kquant_tile;
 pub(super) use legacy::legacy_tile;
