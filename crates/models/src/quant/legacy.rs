@@ -4,14 +4,14 @@
 //! The kernel walks weight rows (output columns) in parallel chunks and, for each weight block it decodes,
 //! applies it to a tile of up to [`TILE`] activation rows, so a batch reads every weight once. On CPUs with
 //! AVX-512 VNNI, [`LegacyMatrix::repack`] moves Q8_0, Q4_0 and Q4_1 weights into tiles of 16 output columns
-//! (`vnni`).
+//! (`vnni`); with AVX2, every format moves into quads of four columns (`lquad`).
 
 use super::activations::QuantizedRows;
 use super::{for_each_tile, scalar, Isa, BLOCK};
 use crate::gguf::TensorType;
 
 #[cfg(target_arch = "x86_64")]
-use super::{avx2, vnni};
+use super::{avx2, lquad, vnni};
 
 /// Activation rows that share one decoded weight block.
 pub const TILE: usize = 4;
@@ -93,6 +93,9 @@ pub struct LegacyMatrix {
     /// (the block vectors above are then empty).
     #[cfg(target_arch = "x86_64")]
     packed: Option<Box<vnni::Packed>>,
+    /// The weights in quads for the AVX2 kernel, likewise.
+    #[cfg(target_arch = "x86_64")]
+    quads: Option<Box<lquad::Quads>>,
 }
 
 impl LegacyMatrix {
@@ -129,16 +132,26 @@ impl LegacyMatrix {
             m: vec![],
             #[cfg(target_arch = "x86_64")]
             packed: None,
+            #[cfg(target_arch = "x86_64")]
+            quads: None,
         }
     }
 
     /// Moves the weights into the layout of the fastest kernel this CPU runs for their format (the AVX-512
-    /// VNNI tiles where available); otherwise returns them as they are.
+    /// VNNI tiles, else the AVX2 quads, where the rows allow); otherwise returns them as they are.
     pub fn repack(self) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if self.packed.is_none() && vnni::available() {
-            if let Some(packed) = vnni::Packed::new(&self) {
-                return Self { packed: Some(Box::new(packed)), ..Self::empty(self.format, self.rows, self.cols) };
+        if self.in_blocks() {
+            let empty = || Self::empty(self.format, self.rows, self.cols);
+            if vnni::available() {
+                if let Some(packed) = vnni::Packed::new(&self) {
+                    return Self { packed: Some(Box::new(packed)), ..empty() };
+                }
+            }
+            if Isa::detect().avx2() {
+                if let Some(quads) = lquad::Quads::new(&self) {
+                    return Self { quads: Some(Box::new(quads)), ..empty() };
+                }
             }
         }
         self
@@ -147,7 +160,7 @@ impl LegacyMatrix {
     /// Whether the weights are in their GGUF blocks (not repacked).
     pub(super) fn in_blocks(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self.packed.is_some() {
+        if self.packed.is_some() || self.quads.is_some() {
             return false;
         }
         true
@@ -182,6 +195,10 @@ impl LegacyMatrix {
         if let Some(packed) = &self.packed {
             return packed.bytes();
         }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(quads) = &self.quads {
+            return quads.bytes();
+        }
         self.qs.len() + 4 * (self.qh.len() + self.d.len() + self.m.len())
     }
 
@@ -190,6 +207,10 @@ impl LegacyMatrix {
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
             return packed.dequantize_row(row);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(quads) = &self.quads {
+            return quads.dequantize_row(row);
         }
         let blocks = self.cols / BLOCK;
         let mut out = Vec::with_capacity(self.cols);
@@ -231,6 +252,11 @@ impl LegacyMatrix {
         #[cfg(target_arch = "x86_64")]
         if let Some(packed) = &self.packed {
             packed.matmul(&acts, &mut out, self.rows);
+            return out;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(quads) = &self.quads {
+            quads.matmul(&acts, &mut out, self.rows);
             return out;
         }
         let isa = Isa::detect();
@@ -360,8 +386,8 @@ mod tests {
     #[test]
     fn kernels_match_the_dequantized_reference_for_odd_shapes() {
         for format in FORMATS {
-            for (m, rows, cols) in [(1, 1, 32), (1, 37, 64), (3, 5, 96), (4, 8, 576), (5, 33, 160), (17, 19, 1536 / 4)]
-            {
+            let shapes = [(1, 1, 32), (1, 37, 64), (3, 5, 96), (4, 8, 576), (5, 33, 160), (17, 19, 384), (9, 12, 96)];
+            for (m, rows, cols) in shapes {
                 for w in layouts(format, rows, cols, (m * 1000 + rows * 10 + cols) as u64) {
                     check(&w, m);
                 }
@@ -380,6 +406,22 @@ mod tests {
                     let alone = w.matmul(&x[r * cols..(r + 1) * cols]);
                     assert_eq!(alone, batch[r * rows..(r + 1) * rows], "{format:?} row {r}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn repacked_weights_hold_the_blocks_values_and_agree_with_them() {
+        for format in FORMATS {
+            let blocks = quantized(format, 12, 256, 9);
+            let repacked = blocks.clone().repack();
+            for n in 0..12 {
+                assert_eq!(repacked.dequantize_row(n), blocks.dequantize_row(n), "{format:?} row {n}");
+            }
+            // 13 rows: a full pass of eight and a pass of five in the quad kernel.
+            let x = random(&mut StdRng::seed_from_u64(10), 13 * 256);
+            for (a, b) in blocks.matmul(&x).iter().zip(&repacked.matmul(&x)) {
+                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{format:?}: {a} vs {b}");
             }
         }
     }

@@ -3,7 +3,8 @@
 //! [`Matrix`] holds one weight matrix in the layout of its kernel and multiplies rows of activations by it:
 //! - [`LegacyMatrix`] (`legacy`): GGML's 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against activations
 //!   quantized per 32 values ([`QuantizedRows`]); on CPUs with AVX-512 VNNI, Q4_0/Q4_1/Q8_0 are repacked
-//!   at load into tiles of 16 output columns (`vnni`).
+//!   at load into tiles of 16 output columns (`vnni`), and with AVX2 every format into quads of four
+//!   columns (`lquad`).
 //! - [`KQuantMatrix`] (`kquant`): the K-quants' 256-value super-blocks (Q2_K to Q6_K), kept exactly as
 //!   stored, against activations quantized per 256 values ([`SuperRows`]).
 //! - [`DenseMatrix`] (`dense`): f32, f16 and bf16 weights against `f32` activations.
@@ -12,8 +13,8 @@
 //! so they become Q8_0 at load, losslessly, at 1.9x their size.
 //!
 //! Every kernel decodes a weight block once for a tile of activation rows, so a batch reads each weight
-//! once; threads split the output columns. Kernels live by format (`legacy`, `kquant`, `dense`) and by
-//! instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
+//! once; threads split the output columns. Kernels live by format (`legacy` and `lquad`, `kquant` and
+//! `kquad`, `dense`) and by instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
 //!
 //! **Batch invariance:** each activation row has its own accumulators and visits the blocks in the same
 //! order whatever the tile or batch size, so a row's result never depends on its batch mates.
@@ -30,6 +31,8 @@ mod iq4;
 mod kquad;
 mod kquant;
 mod legacy;
+#[cfg(target_arch = "x86_64")]
+mod lquad;
 mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod vnni;
@@ -88,8 +91,8 @@ impl Matrix {
     }
 
     /// Moves the weights into the layout of the fastest kernel this CPU has for their format (the AVX-512
-    /// VNNI tiles for Q4_0, Q4_1 and Q8_0, the AVX2 quads for Q4_K, Q5_K and Q6_K); other matrices are
-    /// returned as they are.
+    /// VNNI tiles for Q4_0, Q4_1 and Q8_0, the AVX2 quads for the legacy formats and Q4_K, Q5_K, Q6_K);
+    /// other matrices are returned as they are.
     pub fn repack(self) -> Self {
         match self {
             Self::Legacy(m) => Self::Legacy(m.repack()),

@@ -15,6 +15,7 @@
 
 use std::arch::x86_64::*;
 
+use super::{chunk, column_sums, prefetch};
 use crate::quant::activations::SuperRows;
 use crate::quant::kquad::QUAD;
 use crate::quant::SUPER;
@@ -25,17 +26,6 @@ const GROUP: usize = 8;
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the
 /// hardware prefetcher alone fetches them.
 const AHEAD: usize = 2;
-
-/// Prefetches the quad super-block `AHEAD` super-blocks after `p` (`bytes` long; a prefetch past the
-/// matrix's end never faults).
-#[inline(always)]
-unsafe fn prefetch_ahead(p: *const u8, bytes: usize) {
-    let next = p.wrapping_add(AHEAD * bytes);
-    for line in (0..bytes).step_by(64) {
-        // SAFETY: a prefetch is only a hint and never faults.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(line).cast()) };
-    }
-}
 
 /// How the quad kernel reads one K-quant format.
 pub(crate) trait QuadFormat {
@@ -122,7 +112,7 @@ unsafe fn pass<F: QuadFormat, const R: usize>(quad: *const u8, acts: &SuperRows,
         let mut decoded = Decoded { q: [_mm256_setzero_si256(); 32], scale: [_mm256_setzero_si256(); 16] };
         for b in 0..blocks {
             let p = quad.add(b * bytes);
-            prefetch_ahead(p, bytes);
+            prefetch(p.wrapping_add(AHEAD * bytes), bytes);
             let terms = F::decode(p, &mut decoded);
             let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
             let dots = dot_slices::<R>(&decoded, a, F::HALF_SLICES);
@@ -160,25 +150,6 @@ unsafe fn dot_slices<const R: usize>(decoded: &Decoded, a: [*const i8; R], half_
             }
         }
         dots
-    }
-}
-
-/// `_mm256_set1_epi64x` of the 8 bytes at `at`: one 8-value chunk of an activation row for all four
-/// columns.
-#[inline(always)]
-unsafe fn chunk(at: *const i8) -> __m256i {
-    // SAFETY: the caller passes 8 readable bytes.
-    unsafe { _mm256_set1_epi64x(at.cast::<i64>().read_unaligned()) }
-}
-
-/// Lanes `(2g, 2g + 1)` of `v` summed for each column `g`, in one 128-bit vector.
-#[inline(always)]
-unsafe fn column_sums(v: __m256) -> __m128 {
-    // SAFETY: AVX is enabled in every caller.
-    unsafe {
-        let pairs = _mm256_hadd_ps(v, v);
-        let (low, high) = (_mm256_castps256_ps128(pairs), _mm256_extractf128_ps::<1>(pairs));
-        _mm_castpd_ps(_mm_unpacklo_pd(_mm_castps_pd(low), _mm_castps_pd(high)))
     }
 }
 

@@ -1,0 +1,133 @@
+//! Legacy blocks of four output columns ("quads") interleaved for the AVX2 kernel (`avx2::lquad`).
+//!
+//! For each block index, a quad holds the four columns' scales (`f32`, as [`LegacyMatrix`] keeps them),
+//! their offsets (Q4_1, Q5_1) and fifth bits (Q5_0, Q5_1), then their quants in 8-byte chunks placed side
+//! by side, `[chunk][column][8 bytes]`: one 32-byte load gives 8 quants of each of the four columns, so one
+//! `maddubs` against an activation row's 8 values broadcast four times serves all four columns. Q8_0 has
+//! four chunks of 8 quants; the 4- and 5-bit formats two chunks of 8 packed bytes (bytes 0–7 and 8–15:
+//! their low nibbles are values 0–15, their high nibbles values 16–31). A quad takes exactly the memory of
+//! its four columns' blocks.
+
+use super::activations::QuantizedRows;
+use super::legacy::{LegacyFormat, LegacyMatrix};
+use super::{for_each_tile, BLOCK};
+
+/// Columns per quad.
+pub(super) const QUAD: usize = 4;
+/// Activation rows per tile of the quad kernel.
+const QTILE: usize = 16;
+
+/// A legacy matrix in quads (rows a multiple of [`QUAD`]).
+#[derive(Debug, Clone)]
+pub struct Quads {
+    format: LegacyFormat,
+    cols: usize,
+    bytes: Vec<u8>,
+}
+
+/// Where the parts of one quad block start, and its length.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct QuadLayout {
+    pub offsets: Option<usize>,
+    pub high_bits: Option<usize>,
+    pub quants: usize,
+    pub bytes: usize,
+}
+
+/// The quad block layout of `format`.
+pub(super) fn layout(format: LegacyFormat) -> QuadLayout {
+    let offset = matches!(format, LegacyFormat::Q4_1 | LegacyFormat::Q5_1);
+    let high = matches!(format, LegacyFormat::Q5_0 | LegacyFormat::Q5_1);
+    let word = 4 * QUAD;
+    let offsets = offset.then_some(word);
+    let high_bits = high.then_some(word * (1 + usize::from(offset)));
+    let quants = word * (1 + usize::from(offset) + usize::from(high));
+    let quant_bytes = if format == LegacyFormat::Q8_0 { BLOCK } else { BLOCK / 2 };
+    QuadLayout { offsets, high_bits, quants, bytes: quants + QUAD * quant_bytes }
+}
+
+impl Quads {
+    /// Interleaves `w`'s blocks into quads; `None` when its rows do not come in fours.
+    pub(super) fn new(w: &LegacyMatrix) -> Option<Self> {
+        if !w.rows.is_multiple_of(QUAD) {
+            return None;
+        }
+        let (blocks, layout) = (w.cols / BLOCK, layout(w.format));
+        let quant_bytes = w.qs.len() / (w.rows * blocks).max(1);
+        let mut bytes = Vec::with_capacity(w.rows / QUAD * blocks * layout.bytes);
+        for quad in 0..w.rows / QUAD {
+            for b in 0..blocks {
+                let block = |g: usize| (QUAD * quad + g) * blocks + b;
+                (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.d[block(g)].to_le_bytes()));
+                if layout.offsets.is_some() {
+                    (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.m[block(g)].to_le_bytes()));
+                }
+                if layout.high_bits.is_some() {
+                    (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.qh[block(g)].to_le_bytes()));
+                }
+                for chunk in 0..quant_bytes / 8 {
+                    for g in 0..QUAD {
+                        bytes.extend_from_slice(&w.qs[block(g) * quant_bytes + 8 * chunk..][..8]);
+                    }
+                }
+            }
+        }
+        Some(Self { format: w.format, cols: w.cols, bytes })
+    }
+
+    /// Bytes held.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Row `row` as `f32` values, as [`LegacyMatrix::dequantize_row`] computes them.
+    pub(super) fn dequantize_row(&self, row: usize) -> Vec<f32> {
+        let (blocks, layout) = (self.cols / BLOCK, layout(self.format));
+        let g = row % QUAD;
+        let word = |block: &[u8], at: usize| {
+            let at = at + 4 * g;
+            [block[at], block[at + 1], block[at + 2], block[at + 3]]
+        };
+        let mut out = Vec::with_capacity(self.cols);
+        for b in 0..blocks {
+            let block = &self.bytes[((row / QUAD) * blocks + b) * layout.bytes..][..layout.bytes];
+            let d = f32::from_le_bytes(word(block, 0));
+            let quants = &block[layout.quants..];
+            if self.format == LegacyFormat::Q8_0 {
+                out.extend((0..BLOCK).map(|i| d * f32::from(quants[(i / 8 * QUAD + g) * 8 + i % 8] as i8)));
+                continue;
+            }
+            let offset = match layout.offsets {
+                Some(at) => f32::from_le_bytes(word(block, at)),
+                None => -self.format.center() * d,
+            };
+            let high = layout.high_bits.map_or(0, |at| u32::from_le_bytes(word(block, at)));
+            out.extend((0..BLOCK).map(|i| {
+                let byte = quants[((i % 16) / 8 * QUAD + g) * 8 + i % 8];
+                let nibble = if i < 16 { byte & 0x0F } else { byte >> 4 };
+                let q = nibble | ((((high >> i) & 1) as u8) << 4);
+                d * f32::from(q) + offset
+            }));
+        }
+        out
+    }
+
+    /// `acts` times this matrix transposed into `out` (`acts.rows × rows`).
+    pub(super) fn matmul(&self, acts: &QuantizedRows, out: &mut [f32], rows: usize) {
+        let quad_bytes = self.cols / BLOCK * layout(self.format).bytes;
+        let quad = |n: usize| self.bytes[n / QUAD * quad_bytes..].as_ptr();
+        // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
+        // `quad_bytes` for the activations' width.
+        let run = |n: usize, tile| unsafe {
+            use super::avx2::{legacy_quad_tile as tile_of, Centred, Offset, Signed};
+            match (self.format, layout(self.format).high_bits.is_some()) {
+                (LegacyFormat::Q8_0, _) => tile_of::<Signed, QTILE>(quad(n), acts, tile),
+                (LegacyFormat::Q4_0, _) => tile_of::<Centred<false>, QTILE>(quad(n), acts, tile),
+                (LegacyFormat::Q5_0, _) => tile_of::<Centred<true>, QTILE>(quad(n), acts, tile),
+                (_, false) => tile_of::<Offset<false>, QTILE>(quad(n), acts, tile),
+                (_, true) => tile_of::<Offset<true>, QTILE>(quad(n), acts, tile),
+            }
+        };
+        for_each_tile(out, rows, quad_bytes / QUAD, run);
+    }
+}
