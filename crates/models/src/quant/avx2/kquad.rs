@@ -15,14 +15,11 @@
 
 use std::arch::x86_64::*;
 
-use super::{chunk, column_sums, prefetch};
+use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
 use crate::quant::activations::SuperRows;
 use crate::quant::kquad::QUAD;
 use crate::quant::SUPER;
 
-/// Activation rows that share one decoding of a super-block's quants: eight accumulators stay in
-/// registers beside the four quant registers of a slice.
-const GROUP: usize = 8;
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the
 /// hardware prefetcher alone fetches them.
 const AHEAD: usize = 2;
@@ -68,34 +65,8 @@ pub(crate) unsafe fn quad_tile<F: QuadFormat, const T: usize>(
     acts: &SuperRows,
     rows: std::ops::Range<usize>,
 ) -> [[f32; QUAD]; T] {
-    let mut out = [[0.0; QUAD]; T];
-    let mut start = rows.start;
     // SAFETY: forwarded from the caller.
-    unsafe {
-        while start < rows.end {
-            let sums: [__m128; GROUP] = match rows.end - start {
-                1 => pad(pass::<F, 1>(quad, acts, start)),
-                2 => pad(pass::<F, 2>(quad, acts, start)),
-                3 => pad(pass::<F, 3>(quad, acts, start)),
-                4 => pad(pass::<F, 4>(quad, acts, start)),
-                5 => pad(pass::<F, 5>(quad, acts, start)),
-                6 => pad(pass::<F, 6>(quad, acts, start)),
-                7 => pad(pass::<F, 7>(quad, acts, start)),
-                _ => pass::<F, GROUP>(quad, acts, start),
-            };
-            for (r, sum) in sums.iter().enumerate().take((rows.end - start).min(GROUP)) {
-                _mm_storeu_ps(out[start - rows.start + r].as_mut_ptr(), *sum);
-            }
-            start += GROUP;
-        }
-    }
-    out
-}
-
-#[inline(always)]
-fn pad<const R: usize>(sums: [__m128; R]) -> [__m128; GROUP] {
-    // SAFETY: SSE is part of x86-64.
-    std::array::from_fn(|r| if r < R { sums[r] } else { unsafe { _mm_setzero_ps() } })
+    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start))) }
 }
 
 /// One pass of `R` rows from `first` over every super-block of a quad.

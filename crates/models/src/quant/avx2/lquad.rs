@@ -12,13 +12,11 @@
 
 use std::arch::x86_64::*;
 
-use super::{chunk, column_sums, prefetch};
+use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
 use crate::quant::activations::QuantizedRows;
 use crate::quant::legacy::LegacyFormat;
 use crate::quant::lquad::{layout, QUAD};
 
-/// Activation rows that share one decoding of a block.
-const GROUP: usize = 8;
 /// How many blocks ahead the kernel prefetches weights.
 const AHEAD: usize = 4;
 
@@ -59,34 +57,8 @@ pub(crate) unsafe fn legacy_quad_tile<F: LegacyQuad, const T: usize>(
     acts: &QuantizedRows,
     rows: std::ops::Range<usize>,
 ) -> [[f32; QUAD]; T] {
-    let mut out = [[0.0; QUAD]; T];
-    let mut start = rows.start;
     // SAFETY: forwarded from the caller.
-    unsafe {
-        while start < rows.end {
-            let sums: [__m128; GROUP] = match rows.end - start {
-                1 => pad(pass::<F, 1>(quad, acts, start)),
-                2 => pad(pass::<F, 2>(quad, acts, start)),
-                3 => pad(pass::<F, 3>(quad, acts, start)),
-                4 => pad(pass::<F, 4>(quad, acts, start)),
-                5 => pad(pass::<F, 5>(quad, acts, start)),
-                6 => pad(pass::<F, 6>(quad, acts, start)),
-                7 => pad(pass::<F, 7>(quad, acts, start)),
-                _ => pass::<F, GROUP>(quad, acts, start),
-            };
-            for (r, sum) in sums.iter().enumerate().take((rows.end - start).min(GROUP)) {
-                _mm_storeu_ps(out[start - rows.start + r].as_mut_ptr(), *sum);
-            }
-            start += GROUP;
-        }
-    }
-    out
-}
-
-#[inline(always)]
-fn pad<const R: usize>(sums: [__m128; R]) -> [__m128; GROUP] {
-    // SAFETY: SSE is part of x86-64.
-    std::array::from_fn(|r| if r < R { sums[r] } else { unsafe { _mm_setzero_ps() } })
+    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start))) }
 }
 
 /// One pass of `R` rows from `first` over every block of a quad.
