@@ -379,8 +379,8 @@ impl KQuantMatrix {
             // `quad_bytes` for the activations' width.
             let run = |n: usize, rows| unsafe {
                 match self.format {
-                    KFormat::Q4K => avx2::quad_tile::<avx2::Q4Quads, QTILE>(quad(n), &acts, rows),
-                    KFormat::Q5K => avx2::quad_tile::<avx2::Q5Quads, QTILE>(quad(n), &acts, rows),
+                    KFormat::Q4K => avx2::quad_tile::<avx2::Q45Quads<false>, QTILE>(quad(n), &acts, rows),
+                    KFormat::Q5K => avx2::quad_tile::<avx2::Q45Quads<true>, QTILE>(quad(n), &acts, rows),
                     _ => avx2::quad_tile::<avx2::Q6Quads, QTILE>(quad(n), &acts, rows),
                 }
             };

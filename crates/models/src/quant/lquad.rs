@@ -119,13 +119,13 @@ impl Quads {
         // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
         // `quad_bytes` for the activations' width.
         let run = |n: usize, tile| unsafe {
-            use super::avx2::{legacy_quad_tile as tile_of, Centred, Offset, Signed};
-            match (self.format, layout(self.format).high_bits.is_some()) {
-                (LegacyFormat::Q8_0, _) => tile_of::<Signed, QTILE>(quad(n), acts, tile),
-                (LegacyFormat::Q4_0, _) => tile_of::<Centred<false>, QTILE>(quad(n), acts, tile),
-                (LegacyFormat::Q5_0, _) => tile_of::<Centred<true>, QTILE>(quad(n), acts, tile),
-                (_, false) => tile_of::<Offset<false>, QTILE>(quad(n), acts, tile),
-                (_, true) => tile_of::<Offset<true>, QTILE>(quad(n), acts, tile),
+            use super::avx2::{legacy_quad_tile as tile_of, Signed, Unsigned};
+            match self.format {
+                LegacyFormat::Q8_0 => tile_of::<Signed, QTILE>(quad(n), acts, tile),
+                LegacyFormat::Q4_0 => tile_of::<Unsigned<false, false>, QTILE>(quad(n), acts, tile),
+                LegacyFormat::Q5_0 => tile_of::<Unsigned<true, false>, QTILE>(quad(n), acts, tile),
+                LegacyFormat::Q4_1 => tile_of::<Unsigned<false, true>, QTILE>(quad(n), acts, tile),
+                LegacyFormat::Q5_1 => tile_of::<Unsigned<true, true>, QTILE>(quad(n), acts, tile),
             }
         };
         for_each_tile(out, rows, quad_bytes / QUAD, run);

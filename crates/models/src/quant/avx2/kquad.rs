@@ -39,10 +39,8 @@ pub(crate) trait QuadFormat {
     unsafe fn finish(terms: &Self::Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256;
 }
 
-/// Q4_K quads.
-pub(crate) struct Q4Quads;
-/// Q5_K quads.
-pub(crate) struct Q5Quads;
+/// Q4_K quads, or Q5_K with `FIVE`.
+pub(crate) struct Q45Quads<const FIVE: bool>;
 /// Q6_K quads.
 pub(crate) struct Q6Quads;
 
@@ -219,33 +217,15 @@ unsafe fn q45_finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usiz
     }
 }
 
-impl QuadFormat for Q4Quads {
-    const BLOCK: usize = 144;
+impl<const FIVE: bool> QuadFormat for Q45Quads<FIVE> {
+    const BLOCK: usize = if FIVE { 176 } else { 144 };
     const HALF_SLICES: bool = false;
     type Terms = Q45Terms;
 
     #[inline(always)]
     unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
         // SAFETY: forwarded from the caller.
-        unsafe { q45_decode::<false>(p, decoded) }
-    }
-
-    #[inline(always)]
-    unsafe fn finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256 {
-        // SAFETY: forwarded from the caller.
-        unsafe { q45_finish(terms, dots, acts, ab, acc) }
-    }
-}
-
-impl QuadFormat for Q5Quads {
-    const BLOCK: usize = 176;
-    const HALF_SLICES: bool = false;
-    type Terms = Q45Terms;
-
-    #[inline(always)]
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
-        // SAFETY: forwarded from the caller.
-        unsafe { q45_decode::<true>(p, decoded) }
+        unsafe { q45_decode::<FIVE>(p, decoded) }
     }
 
     #[inline(always)]

@@ -42,10 +42,9 @@ pub(crate) trait LegacyQuad {
 
 /// Q8_0: signed quants.
 pub(crate) struct Signed;
-/// Q4_0, or Q5_0 with `HIGH`: `d · (q − centre)`.
-pub(crate) struct Centred<const HIGH: bool>;
-/// Q4_1, or Q5_1 with `HIGH`: `d · q + m`.
-pub(crate) struct Offset<const HIGH: bool>;
+/// 4-bit quants, 5-bit with `HIGH`: `d · (q − centre)` (Q4_0, Q5_0), or `d · q + m` with `OFFSET` (Q4_1,
+/// Q5_1).
+pub(crate) struct Unsigned<const HIGH: bool, const OFFSET: bool>;
 
 /// `rows` (at most `T`) activation rows against the four columns whose blocks start at `quad`.
 ///
@@ -138,20 +137,6 @@ unsafe fn nibbles<const HIGH: bool>(p: *const u8, quants: usize, high: usize) ->
     }
 }
 
-/// A row against unsigned quants: the block's products summed in 16 bits (at most 8 × 31 × 127), then
-/// `d · da · dot + offset · s`.
-#[inline(always)]
-unsafe fn unsigned_row(decoded: &Decoded, a: *const i8, da: f32, s: f32, acc: __m256) -> __m256 {
-    // SAFETY: `a` points at a whole activation block; AVX2 and FMA are enabled in every caller.
-    unsafe {
-        let product = |c: usize| _mm256_maddubs_epi16(decoded.q[c], chunk(a.add(8 * c)));
-        let sum = _mm256_add_epi16(_mm256_add_epi16(product(0), product(1)), _mm256_add_epi16(product(2), product(3)));
-        let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum, _mm256_set1_epi16(1)));
-        let acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(decoded.d, _mm256_set1_ps(da)), acc);
-        _mm256_fmadd_ps(decoded.offset, _mm256_set1_ps(s), acc)
-    }
-}
-
 impl LegacyQuad for Signed {
     const FORMAT: LegacyFormat = LegacyFormat::Q8_0;
 
@@ -181,8 +166,13 @@ impl LegacyQuad for Signed {
     }
 }
 
-impl<const HIGH: bool> LegacyQuad for Centred<HIGH> {
-    const FORMAT: LegacyFormat = if HIGH { LegacyFormat::Q5_0 } else { LegacyFormat::Q4_0 };
+impl<const HIGH: bool, const OFFSET: bool> LegacyQuad for Unsigned<HIGH, OFFSET> {
+    const FORMAT: LegacyFormat = match (HIGH, OFFSET) {
+        (false, false) => LegacyFormat::Q4_0,
+        (true, false) => LegacyFormat::Q5_0,
+        (false, true) => LegacyFormat::Q4_1,
+        (true, true) => LegacyFormat::Q5_1,
+    };
 
     #[inline(always)]
     unsafe fn decode(p: *const u8) -> Decoded {
@@ -190,43 +180,30 @@ impl<const HIGH: bool> LegacyQuad for Centred<HIGH> {
         // SAFETY: the caller passes a whole quad block; AVX2 is enabled in every caller.
         unsafe {
             let d = pairs(p);
-            let centre = _mm256_set1_ps(-Self::FORMAT.center());
+            let offset = match layout.offsets {
+                Some(at) => pairs(p.add(at)),
+                None => _mm256_mul_ps(_mm256_set1_ps(-Self::FORMAT.center()), d),
+            };
             Decoded {
                 q: nibbles::<HIGH>(p, layout.quants, layout.high_bits.unwrap_or(0)),
                 signs: [_mm256_setzero_si256(); 4],
                 d,
-                offset: first_lanes(_mm256_mul_ps(centre, d)),
+                offset: first_lanes(offset),
             }
         }
     }
 
+    /// The block's products summed in 16 bits (at most 8 × 31 × 127), then `d · da · dot + offset · s`.
     #[inline(always)]
     unsafe fn row(decoded: &Decoded, a: *const i8, da: f32, s: f32, acc: __m256) -> __m256 {
-        // SAFETY: forwarded from the caller.
-        unsafe { unsigned_row(decoded, a, da, s, acc) }
-    }
-}
-
-impl<const HIGH: bool> LegacyQuad for Offset<HIGH> {
-    const FORMAT: LegacyFormat = if HIGH { LegacyFormat::Q5_1 } else { LegacyFormat::Q4_1 };
-
-    #[inline(always)]
-    unsafe fn decode(p: *const u8) -> Decoded {
-        let layout = layout(Self::FORMAT);
-        // SAFETY: the caller passes a whole quad block; AVX2 is enabled in every caller.
+        // SAFETY: `a` points at a whole activation block; AVX2 and FMA are enabled in every caller.
         unsafe {
-            Decoded {
-                q: nibbles::<HIGH>(p, layout.quants, layout.high_bits.unwrap_or(0)),
-                signs: [_mm256_setzero_si256(); 4],
-                d: pairs(p),
-                offset: first_lanes(pairs(p.add(layout.offsets.unwrap_or(0)))),
-            }
+            let product = |c: usize| _mm256_maddubs_epi16(decoded.q[c], chunk(a.add(8 * c)));
+            let sum =
+                _mm256_add_epi16(_mm256_add_epi16(product(0), product(1)), _mm256_add_epi16(product(2), product(3)));
+            let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum, _mm256_set1_epi16(1)));
+            let acc = _mm256_fmadd_ps(dot, _mm256_mul_ps(decoded.d, _mm256_set1_ps(da)), acc);
+            _mm256_fmadd_ps(decoded.offset, _mm256_set1_ps(s), acc)
         }
-    }
-
-    #[inline(always)]
-    unsafe fn row(decoded: &Decoded, a: *const i8, da: f32, s: f32, acc: __m256) -> __m256 {
-        // SAFETY: forwarded from the caller.
-        unsafe { unsigned_row(decoded, a, da, s, acc) }
     }
 }

@@ -7,10 +7,10 @@ mod kquant;
 mod legacy;
 mod lquad;
 
-pub(super) use kquad::{quad_tile, Q4Quads, Q5Quads, Q6Quads};
+pub(super) use kquad::{quad_tile, Q45Quads, Q6Quads};
 pub(super) use kquant::kquant_tile;
 pub(super) use legacy::legacy_tile;
-pub(super) use lquad::{legacy_quad_tile, Centred, Offset, Signed};
+pub(super) use lquad::{legacy_quad_tile, Signed, Unsigned};
 
 /// Activation rows that share one decoding of a weight block in the quad kernels: eight accumulators stay
 /// in registers beside the four quant registers of a chunk.
