@@ -9,9 +9,7 @@
 //! its four blocks, and [`block_of`] gives any column's block back.
 
 use super::kquant::KFormat;
-
-/// Columns per quad.
-pub(super) const QUAD: usize = 4;
+use super::QUAD;
 
 /// One field of a GGUF super-block: `len` bytes at `at`, split into chunks of `chunk` bytes; in a quad,
 /// the chunks of the four columns follow each other in the column order `order`.

@@ -12,17 +12,15 @@
 //! plain Rust that the compiler vectorises inside each instruction set's kernel.
 
 use super::activations::SuperRows;
-use super::{for_each_tile, kquad, scalar, Isa, SUPER};
+use super::{for_each_tile, kquad, scalar, Isa, QUAD, SUPER};
 use crate::cpu::f16_to_f32;
 use crate::gguf::TensorType;
 
 #[cfg(target_arch = "x86_64")]
-use super::avx2;
+use super::{avx2, QUAD_TILE};
 
 /// Activation rows that share one unpacked super-block in the one-column kernels.
 pub const KTILE: usize = 8;
-/// Activation rows per call of the quad kernels (which decode a super-block once per four rows).
-const QTILE: usize = 16;
 
 /// The K-quant formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,7 +299,7 @@ impl KQuantMatrix {
     pub fn repack(self) -> Self {
         let fields = kquad::fields(self.format);
         match fields {
-            Some(fields) if !self.quads && Isa::detect().avx2() && self.rows.is_multiple_of(kquad::QUAD) => {
+            Some(fields) if !self.quads && Isa::detect().avx2() && self.rows.is_multiple_of(QUAD) => {
                 let blocks = kquad::interleave(self.format, fields, self.cols / SUPER, &self.blocks);
                 Self { blocks, quads: true, ..self }
             }
@@ -373,15 +371,15 @@ impl KQuantMatrix {
         let column_bytes = self.blocks.len() / self.rows.max(1);
         #[cfg(target_arch = "x86_64")]
         if self.quads {
-            let quad_bytes = kquad::QUAD * column_bytes;
-            let quad = |n: usize| self.blocks[n / kquad::QUAD * quad_bytes..].as_ptr();
+            let quad_bytes = QUAD * column_bytes;
+            let quad = |n: usize| self.blocks[n / QUAD * quad_bytes..].as_ptr();
             // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
             // `quad_bytes` for the activations' width.
             let run = |n: usize, rows| unsafe {
                 match self.format {
-                    KFormat::Q4K => avx2::quad_tile::<avx2::Q45Quads<false>, QTILE>(quad(n), &acts, rows),
-                    KFormat::Q5K => avx2::quad_tile::<avx2::Q45Quads<true>, QTILE>(quad(n), &acts, rows),
-                    _ => avx2::quad_tile::<avx2::Q6Quads, QTILE>(quad(n), &acts, rows),
+                    KFormat::Q4K => avx2::quad_tile::<avx2::Q45Quads<false>, QUAD_TILE>(quad(n), &acts, rows),
+                    KFormat::Q5K => avx2::quad_tile::<avx2::Q45Quads<true>, QUAD_TILE>(quad(n), &acts, rows),
+                    _ => avx2::quad_tile::<avx2::Q6Quads, QUAD_TILE>(quad(n), &acts, rows),
                 }
             };
             for_each_tile(&mut out, self.rows, column_bytes, run);

@@ -229,12 +229,8 @@ impl LegacyMatrix {
 
     /// The 32 unsigned quants of block `b` of a 4- or 5-bit format.
     pub(super) fn unsigned_quants(&self, b: usize) -> [u8; 32] {
-        let packed = &self.qs[b * 16..][..16];
-        let high = self.qh.get(b).copied().unwrap_or(0);
-        std::array::from_fn(|i| {
-            let nibble = if i < 16 { packed[i] & 0x0F } else { packed[i - 16] >> 4 };
-            nibble | ((((high >> i) & 1) as u8) << 4)
-        })
+        let packed = self.qs[b * 16..][..16].try_into().expect("16 packed bytes");
+        unpack_unsigned(packed, self.qh.get(b).copied().unwrap_or(0))
     }
 
     /// The additive term of block `b` with scale `d`: `x = d * q + offset`.
@@ -287,6 +283,15 @@ pub(super) fn q8_0_exact(quants: Vec<i8>, scales: Vec<f32>, rows: usize, cols: u
     assert!(quants.len() == rows * cols && scales.len() * BLOCK == quants.len(), "Q8_0 parts do not match the shape");
     let qs = quants.into_iter().map(|q| q as u8).collect();
     LegacyMatrix { qs, d: scales, ..LegacyMatrix::empty(LegacyFormat::Q8_0, rows, cols) }
+}
+
+/// A 4- or 5-bit block's 32 quants from its 16 packed bytes (value `i` in the low nibble of byte `i`, value
+/// `16 + i` in the high one) and its fifth bits (bit `i` for value `i`; zero for 4-bit formats).
+pub(super) fn unpack_unsigned(packed: [u8; 16], high: u32) -> [u8; 32] {
+    std::array::from_fn(|i| {
+        let nibble = if i < 16 { packed[i] & 0x0F } else { packed[i - 16] >> 4 };
+        nibble | ((((high >> i) & 1) as u8) << 4)
+    })
 }
 
 fn f16(bits: u16) -> f32 {

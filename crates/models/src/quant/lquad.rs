@@ -9,13 +9,8 @@
 //! its four columns' blocks.
 
 use super::activations::QuantizedRows;
-use super::legacy::{LegacyFormat, LegacyMatrix};
-use super::{for_each_tile, BLOCK};
-
-/// Columns per quad.
-pub(super) const QUAD: usize = 4;
-/// Activation rows per tile of the quad kernel.
-const QTILE: usize = 16;
+use super::legacy::{unpack_unsigned, LegacyFormat, LegacyMatrix};
+use super::{for_each_tile, BLOCK, QUAD, QUAD_TILE};
 
 /// A legacy matrix in quads (rows a multiple of [`QUAD`]).
 #[derive(Debug, Clone)]
@@ -53,7 +48,7 @@ impl Quads {
             return None;
         }
         let (blocks, layout) = (w.cols / BLOCK, layout(w.format));
-        let quant_bytes = w.qs.len() / (w.rows * blocks).max(1);
+        let quant_bytes = (layout.bytes - layout.quants) / QUAD;
         let mut bytes = Vec::with_capacity(w.rows / QUAD * blocks * layout.bytes);
         for quad in 0..w.rows / QUAD {
             for b in 0..blocks {
@@ -102,12 +97,8 @@ impl Quads {
                 None => -self.format.center() * d,
             };
             let high = layout.high_bits.map_or(0, |at| u32::from_le_bytes(word(block, at)));
-            out.extend((0..BLOCK).map(|i| {
-                let byte = quants[((i % 16) / 8 * QUAD + g) * 8 + i % 8];
-                let nibble = if i < 16 { byte & 0x0F } else { byte >> 4 };
-                let q = nibble | ((((high >> i) & 1) as u8) << 4);
-                d * f32::from(q) + offset
-            }));
+            let packed = std::array::from_fn(|i| quants[(i / 8 * QUAD + g) * 8 + i % 8]);
+            out.extend(unpack_unsigned(packed, high).iter().map(|&q| d * f32::from(q) + offset));
         }
         out
     }
@@ -121,11 +112,11 @@ impl Quads {
         let run = |n: usize, tile| unsafe {
             use super::avx2::{legacy_quad_tile as tile_of, Signed, Unsigned};
             match self.format {
-                LegacyFormat::Q8_0 => tile_of::<Signed, QTILE>(quad(n), acts, tile),
-                LegacyFormat::Q4_0 => tile_of::<Unsigned<false, false>, QTILE>(quad(n), acts, tile),
-                LegacyFormat::Q5_0 => tile_of::<Unsigned<true, false>, QTILE>(quad(n), acts, tile),
-                LegacyFormat::Q4_1 => tile_of::<Unsigned<false, true>, QTILE>(quad(n), acts, tile),
-                LegacyFormat::Q5_1 => tile_of::<Unsigned<true, true>, QTILE>(quad(n), acts, tile),
+                LegacyFormat::Q8_0 => tile_of::<Signed, QUAD_TILE>(quad(n), acts, tile),
+                LegacyFormat::Q4_0 => tile_of::<Unsigned<false, false>, QUAD_TILE>(quad(n), acts, tile),
+                LegacyFormat::Q5_0 => tile_of::<Unsigned<true, false>, QUAD_TILE>(quad(n), acts, tile),
+                LegacyFormat::Q4_1 => tile_of::<Unsigned<false, true>, QUAD_TILE>(quad(n), acts, tile),
+                LegacyFormat::Q5_1 => tile_of::<Unsigned<true, true>, QUAD_TILE>(quad(n), acts, tile),
             }
         };
         for_each_tile(out, rows, quad_bytes / QUAD, run);

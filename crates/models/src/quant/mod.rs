@@ -46,6 +46,11 @@ pub use legacy::{LegacyFormat, LegacyMatrix};
 pub const BLOCK: usize = 32;
 /// Values per K-quant super-block and per block of [`SuperRows`].
 pub const SUPER: usize = 256;
+/// Output columns interleaved in one quad of the AVX2 kernels (`kquad`, `lquad`).
+const QUAD: usize = 4;
+/// Activation rows per tile of the AVX2 quad kernels.
+#[cfg(target_arch = "x86_64")]
+const QUAD_TILE: usize = 16;
 
 /// A `rows × cols` weight matrix (`rows` outputs of `cols` inputs) in the layout of its kernel.
 #[derive(Debug, Clone)]

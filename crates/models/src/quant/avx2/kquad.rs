@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
 use crate::quant::activations::SuperRows;
-use crate::quant::kquad::QUAD;
+use crate::quant::QUAD;
 use crate::quant::SUPER;
 
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the

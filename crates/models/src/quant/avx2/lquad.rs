@@ -15,7 +15,8 @@ use std::arch::x86_64::*;
 use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
 use crate::quant::activations::QuantizedRows;
 use crate::quant::legacy::LegacyFormat;
-use crate::quant::lquad::{layout, QUAD};
+use crate::quant::lquad::layout;
+use crate::quant::QUAD;
 
 /// How many blocks ahead the kernel prefetches weights.
 const AHEAD: usize = 4;
