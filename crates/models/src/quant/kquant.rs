@@ -12,12 +12,13 @@
 //! plain Rust that the compiler vectorises inside each instruction set's kernel.
 
 use super::activations::SuperRows;
-use super::{for_each_tile, kquad, scalar, Isa, QUAD, SUPER};
+use super::kpack::{self, Layout, LineAligned};
+use super::{for_each_tile, scalar, Isa, SUPER};
 use crate::cpu::f16_to_f32;
 use crate::gguf::TensorType;
 
 #[cfg(target_arch = "x86_64")]
-use super::{avx2, QUAD_TILE};
+use super::{avx2, vnni, QUAD_TILE};
 
 /// Activation rows that share one unpacked super-block in the one-column kernels.
 pub const KTILE: usize = 8;
@@ -277,11 +278,25 @@ pub struct KQuantMatrix {
     pub(super) format: KFormat,
     pub(super) rows: usize,
     pub(super) cols: usize,
-    /// Row-major super-blocks, or (once [`KQuantMatrix::repack`] moved them) the same bytes as quads of
-    /// four rows.
-    pub(super) blocks: Vec<u8>,
-    /// Whether `blocks` holds quads.
-    pub(super) quads: bool,
+    pub(super) blocks: Blocks,
+}
+
+/// A K-quant matrix's super-blocks: row-major as stored, or (once [`KQuantMatrix::repack`] moved them)
+/// the same bytes packed for a multi-column kernel (`kpack`).
+#[derive(Debug, Clone)]
+pub(super) enum Blocks {
+    Stored(Vec<u8>),
+    Packed(Layout, LineAligned),
+}
+
+impl std::ops::Deref for Blocks {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Stored(bytes) => bytes,
+            Self::Packed(_, bytes) => bytes,
+        }
+    }
 }
 
 impl KQuantMatrix {
@@ -291,31 +306,50 @@ impl KQuantMatrix {
             cols.is_multiple_of(SUPER) && blocks.len() == rows * cols / SUPER * format.block_bytes(),
             "{format:?} blocks do not match the shape {rows}x{cols}"
         );
-        Self { format, rows, cols, blocks, quads: false }
+        Self { format, rows, cols, blocks: Blocks::Stored(blocks) }
     }
 
-    /// Moves the blocks into quads of four rows (`kquad`) where this CPU has the AVX2 quad kernel for the
-    /// format and the rows come in fours; otherwise returns the matrix as it is.
+    /// Moves the blocks into the layout of the fastest multi-column kernel this CPU has for the format
+    /// (`kpack`: tiles of sixteen rows for AVX-512 VNNI, else quads of four for AVX2) where the rows fill
+    /// its groups; otherwise returns the matrix as it is.
     pub fn repack(self) -> Self {
-        let fields = kquad::fields(self.format);
-        match fields {
-            Some(fields) if !self.quads && Isa::detect().avx2() && self.rows.is_multiple_of(QUAD) => {
-                let blocks = kquad::interleave(self.format, fields, self.cols / SUPER, &self.blocks);
-                Self { blocks, quads: true, ..self }
-            }
-            _ => self,
+        if self.packing().is_some() {
+            return self;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let tiles = kpack::tiles(self.format).filter(|_| vnni::available());
+        #[cfg(not(target_arch = "x86_64"))]
+        let tiles = None;
+        let quads = kpack::quads(self.format).filter(|_| Isa::detect().avx2());
+        match [tiles, quads].into_iter().flatten().find(|layout| self.rows.is_multiple_of(layout.columns)) {
+            Some(layout) => self.packed(layout),
+            None => self,
+        }
+    }
+
+    /// The blocks moved into `layout` (rows a multiple of its columns).
+    fn packed(self, layout: Layout) -> Self {
+        let packed = layout.interleave(self.cols / SUPER, &self.blocks);
+        Self { blocks: Blocks::Packed(layout, packed), ..self }
+    }
+
+    /// How the blocks are packed, if they are.
+    pub(super) fn packing(&self) -> Option<&Layout> {
+        match &self.blocks {
+            Blocks::Stored(_) => None,
+            Blocks::Packed(layout, _) => Some(layout),
         }
     }
 
     /// Stacks matrices of the same format and width into one; `None` otherwise.
     pub fn stack(parts: &[&KQuantMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols || p.quads) {
+        if parts.iter().any(|p| p.format != first.format || p.cols != first.cols || p.packing().is_some()) {
             return None;
         }
-        let blocks = parts.iter().map(|p| p.blocks.as_slice()).collect::<Vec<_>>().concat();
+        let blocks = parts.iter().map(|p| &*p.blocks).collect::<Vec<_>>().concat();
         let rows = parts.iter().map(|p| p.rows).sum();
-        Some(Self { format: first.format, rows, cols: first.cols, blocks, quads: false })
+        Some(Self { format: first.format, rows, cols: first.cols, blocks: Blocks::Stored(blocks) })
     }
 
     /// Output width (weight rows).
@@ -345,8 +379,8 @@ impl KQuantMatrix {
         let mut out = Vec::with_capacity(self.cols);
         let mut block = vec![0; self.format.block_bytes()];
         for b in 0..self.cols / SUPER {
-            if self.quads {
-                kquad::block_of(self.format, self.cols / SUPER, &self.blocks, (row, b), &mut block);
+            if let Some(layout) = self.packing() {
+                layout.block_of(self.cols / SUPER, &self.blocks, (row, b), &mut block);
                 F::unpack(&block, &mut u);
             } else {
                 F::unpack(self.block(row, b), &mut u);
@@ -370,19 +404,32 @@ impl KQuantMatrix {
         let mut out = vec![0.0f32; acts.rows * self.rows];
         let column_bytes = self.blocks.len() / self.rows.max(1);
         #[cfg(target_arch = "x86_64")]
-        if self.quads {
-            let quad_bytes = QUAD * column_bytes;
-            let quad = |n: usize| self.blocks[n / QUAD * quad_bytes..].as_ptr();
-            // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
-            // `quad_bytes` for the activations' width.
-            let run = |n: usize, rows| unsafe {
-                match self.format {
-                    KFormat::Q4K => avx2::quad_tile::<avx2::Q45Quads<false>, QUAD_TILE>(quad(n), &acts, rows),
-                    KFormat::Q5K => avx2::quad_tile::<avx2::Q45Quads<true>, QUAD_TILE>(quad(n), &acts, rows),
-                    _ => avx2::quad_tile::<avx2::Q6Quads, QUAD_TILE>(quad(n), &acts, rows),
-                }
-            };
-            for_each_tile(&mut out, self.rows, column_bytes, run);
+        if let Some(layout) = self.packing() {
+            let group_bytes = layout.columns * column_bytes;
+            let group = |n: usize| self.blocks[n / layout.columns * group_bytes..].as_ptr();
+            if layout.columns == super::TILE {
+                // SAFETY: tiles exist only where `vnni::available` found AVX-512 F, BW and VNNI, and each
+                // tile spans `group_bytes` for the activations' width.
+                let run = |n: usize, rows| unsafe {
+                    match self.format {
+                        KFormat::Q4K => vnni::k_tile::<vnni::Q45Tiles<false>, QUAD_TILE>(group(n), &acts, rows),
+                        KFormat::Q5K => vnni::k_tile::<vnni::Q45Tiles<true>, QUAD_TILE>(group(n), &acts, rows),
+                        _ => vnni::k_tile::<vnni::Q6Tiles, QUAD_TILE>(group(n), &acts, rows),
+                    }
+                };
+                for_each_tile(&mut out, self.rows, column_bytes, run);
+            } else {
+                // SAFETY: quads exist only where `Isa::detect` found AVX2, FMA and F16C, and each quad spans
+                // `group_bytes` for the activations' width.
+                let run = |n: usize, rows| unsafe {
+                    match self.format {
+                        KFormat::Q4K => avx2::quad_tile::<avx2::Q45Quads<false>, QUAD_TILE>(group(n), &acts, rows),
+                        KFormat::Q5K => avx2::quad_tile::<avx2::Q45Quads<true>, QUAD_TILE>(group(n), &acts, rows),
+                        _ => avx2::quad_tile::<avx2::Q6Quads, QUAD_TILE>(group(n), &acts, rows),
+                    }
+                };
+                for_each_tile(&mut out, self.rows, column_bytes, run);
+            }
             return out;
         }
         let isa = Isa::detect();
@@ -441,14 +488,23 @@ mod tests {
         }
     }
 
-    /// The matrix as stored and, where this CPU repacks the format, in quads.
+    /// The matrix as stored and in every packing this CPU has a kernel for (where its rows fill the groups).
     fn layouts(w: KQuantMatrix) -> Vec<KQuantMatrix> {
-        let repacked = w.clone().repack();
-        if repacked.quads {
-            vec![w, repacked]
-        } else {
-            vec![w]
-        }
+        #[cfg(target_arch = "x86_64")]
+        let packings = [
+            kpack::quads(w.format).filter(|_| Isa::detect().avx2()),
+            kpack::tiles(w.format).filter(|_| vnni::available()),
+        ];
+        #[cfg(not(target_arch = "x86_64"))]
+        let packings: [Option<Layout>; 0] = [];
+        let packed = packings.into_iter().flatten().filter(|layout| w.rows.is_multiple_of(layout.columns));
+        let packed: Vec<KQuantMatrix> = packed.map(|layout| w.clone().packed(layout)).collect();
+        [vec![w], packed].concat()
+    }
+
+    fn name(w: &KQuantMatrix) -> String {
+        let packing = w.packing().map_or("blocks".to_string(), |l| format!("groups of {}", l.columns));
+        format!("{:?} {packing}", w.format)
     }
 
     /// `matmul` against dequantized weights times exact activations. The only approximation is rounding
@@ -474,8 +530,7 @@ mod tests {
                     * 1.01
                     + 1e-3;
                 let err = (got[r * rows + n] - exact).abs();
-                let layout = if w.quads { "quads" } else { "blocks" };
-                assert!(err <= bound, "{:?} {layout} m={m} {rows}x{cols} [{r},{n}]: error {err} > {bound}", w.format);
+                assert!(err <= bound, "{} m={m} {rows}x{cols} [{r},{n}]: error {err} > {bound}", name(w));
             }
         }
     }
@@ -483,11 +538,13 @@ mod tests {
     #[test]
     fn every_kernel_matches_the_dequantized_reference_for_odd_shapes() {
         for format in FORMATS {
-            for (m, rows, cols) in [(1, 1, 256), (3, 7, 512), (9, 8, 768), (17, 12, 256), (5, 4, 1024)] {
+            let shapes =
+                [(1, 1, 256), (3, 7, 512), (9, 8, 768), (17, 12, 256), (5, 4, 1024), (11, 16, 512), (2, 32, 768)];
+            for (m, rows, cols) in shapes {
                 let (w, reference) = quantized(format, rows, cols, (m * 100 + rows) as u64);
                 for w in layouts(w) {
                     for n in 0..rows {
-                        assert_eq!(w.dequantize_row(n), reference[n * cols..(n + 1) * cols], "{:?} row {n}", w.format);
+                        assert_eq!(w.dequantize_row(n), reference[n * cols..(n + 1) * cols], "{} row {n}", name(&w));
                     }
                     check(&w, m);
                 }
@@ -498,29 +555,37 @@ mod tests {
     #[test]
     fn a_row_gives_the_same_bits_alone_or_in_a_batch() {
         for format in FORMATS {
-            for w in layouts(quantized(format, 24, 512, 3).0) {
+            for w in layouts(quantized(format, 32, 512, 3).0) {
                 let x = random(&mut StdRng::seed_from_u64(4), 37 * 512);
                 let batch = w.matmul(&x);
                 for r in [0, 5, 8, 15, 16, 20, 36] {
                     let alone = w.matmul(&x[r * 512..(r + 1) * 512]);
-                    assert_eq!(alone, batch[r * 24..(r + 1) * 24], "{:?} quads {} row {r}", format.0, w.quads);
+                    assert_eq!(alone, batch[r * 32..(r + 1) * 32], "{} row {r}", name(&w));
                 }
             }
         }
     }
 
     #[test]
-    fn quads_and_blocks_agree() {
+    fn packed_and_stored_blocks_agree() {
         for format in FORMATS {
-            let (w, _) = quantized(format, 8, 512, 7);
+            let (w, _) = quantized(format, 32, 512, 7);
             let repacked = w.clone().repack();
-            let has_quads = kquad::fields(format.0).is_some() && Isa::detect().avx2();
-            assert_eq!(repacked.quads, has_quads, "{:?}", format.0);
+            #[cfg(target_arch = "x86_64")]
+            let expected = match kpack::tiles(format.0) {
+                Some(tiles) if vnni::available() => Some(tiles.columns),
+                _ => kpack::quads(format.0).filter(|_| Isa::detect().avx2()).map(|quads| quads.columns),
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let expected = None;
+            assert_eq!(repacked.packing().map(|l| l.columns), expected, "{:?}", format.0);
             // 13 rows: a full pass of eight and a pass of five.
             let x = random(&mut StdRng::seed_from_u64(8), 13 * 512);
-            let (blocks, quads) = (w.matmul(&x), repacked.matmul(&x));
-            for (a, b) in blocks.iter().zip(&quads) {
-                assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{:?}: {a} vs {b}", format.0);
+            let stored = w.matmul(&x);
+            for packed in layouts(w).into_iter().skip(1) {
+                for (a, b) in stored.iter().zip(&packed.matmul(&x)) {
+                    assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{}: {a} vs {b}", name(&packed));
+                }
             }
         }
     }

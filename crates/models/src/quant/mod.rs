@@ -5,8 +5,10 @@
 //!   quantized per 32 values ([`QuantizedRows`]); on CPUs with AVX-512 VNNI, Q4_0/Q4_1/Q8_0 are repacked
 //!   at load into tiles of 16 output columns (`vnni`), and with AVX2 every format into quads of four
 //!   columns (`lquad`).
-//! - [`KQuantMatrix`] (`kquant`): the K-quants' 256-value super-blocks (Q2_K to Q6_K), kept exactly as
-//!   stored, against activations quantized per 256 values ([`SuperRows`]).
+//! - [`KQuantMatrix`] (`kquant`): the K-quants' 256-value super-blocks (Q2_K to Q6_K), against
+//!   activations quantized per 256 values ([`SuperRows`]); Q4_K, Q5_K and Q6_K blocks keep their bytes
+//!   but move at load into tiles of 16 output columns on CPUs with AVX-512 VNNI, else into quads of four
+//!   with AVX2 (`kpack`).
 //! - [`DenseMatrix`] (`dense`): f32, f16 and bf16 weights against `f32` activations.
 //!
 //! IQ4_NL and IQ4_XS have no kernel of their own: their 4-bit codebook values are exact 8-bit integers,
@@ -14,7 +16,7 @@
 //!
 //! Every kernel decodes a weight block once for a tile of activation rows, so a batch reads each weight
 //! once; threads split the output columns. Kernels live by format (`legacy` and `lquad`, `kquant` and
-//! `kquad`, `dense`) and by instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
+//! `kpack`, `dense`) and by instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
 //!
 //! **Batch invariance:** each activation row has its own accumulators and visits the blocks in the same
 //! order whatever the tile or batch size, so a row's result never depends on its batch mates.
@@ -28,7 +30,7 @@ mod activations;
 mod avx2;
 mod dense;
 mod iq4;
-mod kquad;
+mod kpack;
 mod kquant;
 mod legacy;
 #[cfg(target_arch = "x86_64")]
@@ -46,11 +48,77 @@ pub use legacy::{LegacyFormat, LegacyMatrix};
 pub const BLOCK: usize = 32;
 /// Values per K-quant super-block and per block of [`SuperRows`].
 pub const SUPER: usize = 256;
-/// Output columns interleaved in one quad of the AVX2 kernels (`kquad`, `lquad`).
+/// Output columns interleaved in one quad of the AVX2 kernels (`kpack`, `lquad`).
 const QUAD: usize = 4;
+/// Output columns per tile of the AVX-512 VNNI kernels: one 512-bit register of `f32` sums.
+const TILE: usize = 16;
 /// Activation rows per tile of the AVX2 quad kernels.
 #[cfg(target_arch = "x86_64")]
 const QUAD_TILE: usize = 16;
+
+/// Activation rows that share one decoding of a weight block in the multi-column kernels (AVX2 quads,
+/// VNNI tiles): their accumulators stay in registers beside the decoded weights.
+#[cfg(target_arch = "x86_64")]
+const PASS: usize = 8;
+
+/// Calls `$pass::<$format, R>($weights, $acts, start)` with `R` the rows left from `start` (at most
+/// [`PASS`]), a pass specialised to its row count, its results padded to [`PASS`].
+#[cfg(target_arch = "x86_64")]
+macro_rules! pass_of {
+    ($left:expr, $pass:ident::<$format:ty>($weights:expr, $acts:expr, $start:expr)) => {{
+        use $crate::quant::pad;
+        match $left {
+            1 => pad($pass::<$format, 1>($weights, $acts, $start)),
+            2 => pad($pass::<$format, 2>($weights, $acts, $start)),
+            3 => pad($pass::<$format, 3>($weights, $acts, $start)),
+            4 => pad($pass::<$format, 4>($weights, $acts, $start)),
+            5 => pad($pass::<$format, 5>($weights, $acts, $start)),
+            6 => pad($pass::<$format, 6>($weights, $acts, $start)),
+            7 => pad($pass::<$format, 7>($weights, $acts, $start)),
+            _ => $pass::<$format, { $crate::quant::PASS }>($weights, $acts, $start),
+        }
+    }};
+}
+#[cfg(target_arch = "x86_64")]
+use pass_of;
+
+/// A pass's `R` row results padded to [`PASS`] (by repeating the last; padding is never stored).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn pad<V: Copy, const R: usize>(sums: [V; R]) -> [V; PASS] {
+    std::array::from_fn(|r| sums[r.min(R - 1)])
+}
+
+/// The `C` column sums of each of `rows` (at most `T`), computed in passes of at most [`PASS`] rows by
+/// `pass(start, left)` and written out by `store`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn in_passes<V: Copy, const C: usize, const T: usize>(
+    rows: std::ops::Range<usize>,
+    pass: impl Fn(usize, usize) -> [V; PASS],
+    store: impl Fn(&mut [f32; C], V),
+) -> [[f32; C]; T] {
+    let mut out = [[0.0; C]; T];
+    let mut start = rows.start;
+    while start < rows.end {
+        let sums = pass(start, rows.end - start);
+        for (r, &sum) in sums.iter().enumerate().take((rows.end - start).min(PASS)) {
+            store(&mut out[start - rows.start + r], sum);
+        }
+        start += PASS;
+    }
+    out
+}
+
+/// Prefetches the `bytes` at `p` into L1 (a hint: it never faults, even past the matrix's end).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch(p: *const u8, bytes: usize) {
+    for line in (0..bytes).step_by(64) {
+        // SAFETY: a prefetch is only a hint and never faults.
+        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(line).cast()) };
+    }
+}
 
 /// A `rows × cols` weight matrix (`rows` outputs of `cols` inputs) in the layout of its kernel.
 #[derive(Debug, Clone)]
@@ -96,8 +164,8 @@ impl Matrix {
     }
 
     /// Moves the weights into the layout of the fastest kernel this CPU has for their format (the AVX-512
-    /// VNNI tiles for Q4_0, Q4_1 and Q8_0, the AVX2 quads for the legacy formats and Q4_K, Q5_K, Q6_K);
-    /// other matrices are returned as they are.
+    /// VNNI tiles for Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K, else the AVX2 quads for those and Q5_0,
+    /// Q5_1); other matrices are returned as they are.
     pub fn repack(self) -> Self {
         match self {
             Self::Legacy(m) => Self::Legacy(m.repack()),
@@ -138,7 +206,9 @@ impl Matrix {
             (Self::Legacy(a), Self::Legacy(b)) => {
                 a.format == b.format && a.cols == b.cols && a.in_blocks() && b.in_blocks()
             }
-            (Self::KQuant(a), Self::KQuant(b)) => a.format == b.format && a.cols == b.cols && !a.quads && !b.quads,
+            (Self::KQuant(a), Self::KQuant(b)) => {
+                a.format == b.format && a.cols == b.cols && a.packing().is_none() && b.packing().is_none()
+            }
             (Self::Dense(a), Self::Dense(b)) => a.dtype == b.dtype && a.cols == b.cols,
             _ => false,
         }

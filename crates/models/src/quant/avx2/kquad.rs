@@ -15,10 +15,11 @@
 
 use std::arch::x86_64::*;
 
-use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
+use super::{chunk, column_sums, store_quad};
 use crate::quant::activations::SuperRows;
 use crate::quant::QUAD;
 use crate::quant::SUPER;
+use crate::quant::{in_passes, pass_of, prefetch};
 
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the
 /// hardware prefetcher alone fetches them.
@@ -64,7 +65,7 @@ pub(crate) unsafe fn quad_tile<F: QuadFormat, const T: usize>(
     rows: std::ops::Range<usize>,
 ) -> [[f32; QUAD]; T] {
     // SAFETY: forwarded from the caller.
-    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start))) }
+    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start)), store_quad) }
 }
 
 /// One pass of `R` rows from `first` over every super-block of a quad.

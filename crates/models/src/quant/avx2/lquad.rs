@@ -12,11 +12,12 @@
 
 use std::arch::x86_64::*;
 
-use super::{chunk, column_sums, in_passes, pad, pass_of, prefetch};
+use super::{chunk, column_sums, store_quad};
 use crate::quant::activations::QuantizedRows;
 use crate::quant::legacy::LegacyFormat;
 use crate::quant::lquad::layout;
 use crate::quant::QUAD;
+use crate::quant::{in_passes, pass_of, prefetch};
 
 /// How many blocks ahead the kernel prefetches weights.
 const AHEAD: usize = 4;
@@ -58,7 +59,7 @@ pub(crate) unsafe fn legacy_quad_tile<F: LegacyQuad, const T: usize>(
     rows: std::ops::Range<usize>,
 ) -> [[f32; QUAD]; T] {
     // SAFETY: forwarded from the caller.
-    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start))) }
+    unsafe { in_passes(rows, |start, left| pass_of!(left, pass::<F>(quad, acts, start)), store_quad) }
 }
 
 /// One pass of `R` rows from `first` over every block of a quad.

@@ -1,4 +1,5 @@
-//! The AVX-512 VNNI kernel, over weights repacked at load into tiles of [`COLS`] output columns.
+//! The AVX-512 VNNI kernel for Q4_0, Q4_1 and Q8_0, over weights repacked at load into tiles of [`COLS`]
+//! output columns.
 //!
 //! For each tile and each block of 32 values, the quants sit in 64-byte lines, one `vpdpbusd` operand
 //! each: line `g` holds, for every column `c` of the tile, the four quants `4g..4g + 4` at bytes
@@ -13,27 +14,14 @@
 
 use std::arch::x86_64::*;
 
-use super::activations::QuantizedRows;
-use super::legacy::{LegacyFormat, LegacyMatrix};
-use super::BLOCK;
+use super::{COLS, ROWS};
 use crate::parallel::{for_chunks, DisjointWrites};
+use crate::quant::activations::QuantizedRows;
+use crate::quant::legacy::{LegacyFormat, LegacyMatrix};
+use crate::quant::BLOCK;
 
-/// Output columns per tile: one 512-bit register of f32 sums.
-pub(super) const COLS: usize = 16;
-/// Activation rows that share one decoded weight block.
-const ROWS: usize = 8;
 /// How many blocks ahead the kernel prefetches weights.
 const AHEAD: usize = 6;
-
-/// Whether this CPU runs the kernel.
-pub(super) fn available() -> bool {
-    static VNNI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *VNNI.get_or_init(|| {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512vnni")
-    })
-}
 
 /// One `vpdpbusd` operand: 16 columns × 4 quants.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +30,7 @@ struct Line([u8; 64]);
 
 /// A weight matrix in the tile layout described above.
 #[derive(Debug, Clone)]
-pub(super) struct Packed {
+pub(crate) struct Packed {
     format: LegacyFormat,
     blocks: usize,
     tiles: usize,
@@ -56,7 +44,7 @@ pub(super) struct Packed {
 
 impl Packed {
     /// Repacks `w`'s blocks; `None` for formats the kernel does not cover.
-    pub(super) fn new(w: &LegacyMatrix) -> Option<Self> {
+    pub(crate) fn new(w: &LegacyMatrix) -> Option<Self> {
         let per_block = lines_per_block(w.format)?;
         let blocks = w.cols / BLOCK;
         let tiles = w.rows.div_ceil(COLS);
@@ -91,12 +79,12 @@ impl Packed {
     }
 
     /// Bytes held.
-    pub(super) fn bytes(&self) -> usize {
+    pub(crate) fn bytes(&self) -> usize {
         self.lines.len() * 64 + 2 * (self.d.len() + self.m.len())
     }
 
     /// Weight row `n` as `f32` values.
-    pub(super) fn dequantize_row(&self, n: usize) -> Vec<f32> {
+    pub(crate) fn dequantize_row(&self, n: usize) -> Vec<f32> {
         let per_block = lines_per_block(self.format).expect("only covered formats are packed");
         let (t, c) = (n / COLS, n % COLS);
         let center = f32::from(center(self.format) as u8);
@@ -119,7 +107,7 @@ impl Packed {
     }
 
     /// `acts` times this matrix transposed, into `out` (`acts.rows × width`, `width` the weight rows).
-    pub(super) fn matmul(&self, acts: &QuantizedRows, out: &mut [f32], width: usize) {
+    pub(crate) fn matmul(&self, acts: &QuantizedRows, out: &mut [f32], width: usize) {
         let cells = DisjointWrites::new(out);
         let kernel = match self.format {
             LegacyFormat::Q4_1 => rows_dispatch::<true, true>,
