@@ -12,7 +12,7 @@
 //! The bytes are the file's bytes, moved: a packed group takes exactly the memory of its blocks, and
 //! [`block_of`] gives any column's block back.
 
-use super::kquant::KFormat;
+use super::kblock::KFormat;
 use super::{QUAD, TILE};
 
 /// One field of a GGUF super-block: `len` bytes at `at`, split into chunks of `chunk` bytes; in a packed

@@ -15,8 +15,8 @@
 //! so they become Q8_0 at load, losslessly, at 1.9x their size.
 //!
 //! Every kernel decodes a weight block once for a tile of activation rows, so a batch reads each weight
-//! once; threads split the output columns. Kernels live by format (`legacy` and `lquad`, `kquant` and
-//! `kpack`, `dense`) and by instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
+//! once; threads split the output columns. Kernels live by format (`legacy` and `lquad`; `kblock`, `kquant`
+//! and `kpack`; `dense`) and by instruction set (`scalar`, the portable reference; `avx2`; `vnni`).
 //!
 //! **Batch invariance:** each activation row has its own accumulators and visits the blocks in the same
 //! order whatever the tile or batch size, so a row's result never depends on its batch mates.
@@ -30,6 +30,7 @@ mod activations;
 mod avx2;
 mod dense;
 mod iq4;
+mod kblock;
 mod kpack;
 mod kquant;
 mod legacy;
@@ -41,7 +42,8 @@ mod vnni;
 
 pub use activations::{QuantizedRows, SuperRows};
 pub use dense::DenseMatrix;
-pub use kquant::{KFormat, KQuantMatrix};
+pub use kblock::KFormat;
+pub use kquant::KQuantMatrix;
 pub use legacy::{LegacyFormat, LegacyMatrix};
 
 /// Values per block of the legacy formats and of [`QuantizedRows`].

@@ -1,7 +1,8 @@
 //! The portable kernels: plain Rust for any CPU, and the reference the SIMD kernels are tested against.
 
 use super::activations::{QuantizedRows, SuperRows};
-use super::kquant::{KBlock, KQuantMatrix, Unpacked, KTILE};
+use super::kblock::{KBlock, Unpacked};
+use super::kquant::{KQuantMatrix, KTILE};
 use super::legacy::{LegacyFormat, LegacyMatrix, TILE};
 use super::SUPER;
 

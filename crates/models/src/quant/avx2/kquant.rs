@@ -5,7 +5,8 @@ use std::arch::x86_64::*;
 
 use crate::cpu::x86::hsum;
 use crate::quant::activations::SuperRows;
-use crate::quant::kquant::{KBlock, KQuantMatrix, Unpacked, KTILE};
+use crate::quant::kblock::{KBlock, Unpacked};
+use crate::quant::kquant::{KQuantMatrix, KTILE};
 use crate::quant::SUPER;
 
 /// K-quant super-blocks against up to [`KTILE`] activation rows: each super-block is unpacked once (the
