@@ -74,24 +74,23 @@ const Q6K_TILES: [Field; 4] = [
 
 /// The quad layout of a format, if the AVX2 kernel has one for it.
 pub(super) fn quads(format: KFormat) -> Option<Layout> {
-    let fields: &'static [Field] = match format {
-        KFormat::Q4K => &Q4K_QUADS,
-        KFormat::Q5K => &Q5K_QUADS,
-        KFormat::Q6K => &Q6K_QUADS,
-        KFormat::Q2K | KFormat::Q3K => return None,
-    };
-    Some(Layout { format, columns: QUAD, fields })
+    layout(format, QUAD, [&Q4K_QUADS, &Q5K_QUADS, &Q6K_QUADS])
 }
 
 /// The tile layout of a format, if the VNNI kernel has one for it.
 pub(super) fn tiles(format: KFormat) -> Option<Layout> {
-    let fields: &'static [Field] = match format {
-        KFormat::Q4K => &Q4K_TILES,
-        KFormat::Q5K => &Q5K_TILES,
-        KFormat::Q6K => &Q6K_TILES,
+    layout(format, TILE, [&Q4K_TILES, &Q5K_TILES, &Q6K_TILES])
+}
+
+/// The layout in groups of `columns` whose fields for Q4_K, Q5_K and Q6_K are `fields`.
+fn layout(format: KFormat, columns: usize, [q4k, q5k, q6k]: [&'static [Field]; 3]) -> Option<Layout> {
+    let fields = match format {
+        KFormat::Q4K => q4k,
+        KFormat::Q5K => q5k,
+        KFormat::Q6K => q6k,
         KFormat::Q2K | KFormat::Q3K => return None,
     };
-    Some(Layout { format, columns: TILE, fields })
+    Some(Layout { format, columns, fields })
 }
 
 impl Layout {
