@@ -3,6 +3,8 @@
 //! As in llama-bench, prompt processing (`pp`) runs one prompt of `--prompt` tokens in chunks of `--batch`,
 //! and generation (`tg`) decodes `--gen` tokens one at a time from an empty context; each on a fresh cache. The report also states the memory-bandwidth bound for
 //! generation: each decode step reads every weight once, so tokens/s cannot exceed bandwidth ÷ weight bytes.
+//! It gives the peak resident memory of loading and running the model, taken before the bandwidth test's
+//! own 512 MiB buffer (which outweighs small models, so a whole-process peak would report the buffer).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -66,8 +68,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         tg.push(args.gen as f64 / start.elapsed().as_secs_f64());
     }
     let weight_bytes = model.weight_bytes() as f64;
-    // The model's memory goes back before the bandwidth test takes its own 512 MiB, so the peak resident
-    // memory of a run is the model's.
+    let peak = peak_resident_bytes();
     drop((pool, model));
     let bandwidth = read_bandwidth();
     let bound = bandwidth / weight_bytes;
@@ -77,6 +78,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     println!("pp{:<5}            {:.1} tok/s (median of {})", args.prompt, median(&mut pp), pp.len());
     println!("tg{:<5}            {:.1} tok/s (median of {})", args.gen, tg_median, tg.len());
     println!("weights per token: {:.1} MB", weight_bytes / 1e6);
+    if let Some(peak) = peak {
+        println!("peak resident:     {:.1} MB (load and runs)", peak as f64 / 1e6);
+    }
     println!(
         "read bandwidth:    {:.1} GB/s (measured now, {} threads)",
         bandwidth / 1e9,
@@ -84,6 +88,13 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     );
     println!("decode bound:      {:.1} tok/s; tg reaches {:.0}% of it", bound, 100.0 * tg_median / bound);
     Ok(())
+}
+
+/// This process's peak resident memory so far (Linux's `VmHWM`), where the system reports it.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib = status.lines().find_map(|line| line.strip_prefix("VmHWM:"))?.trim().strip_suffix("kB")?;
+    Some(kib.trim().parse::<u64>().ok()? * 1024)
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -118,4 +129,19 @@ fn sum_words(words: &[u64]) -> u64 {
         }
     }
     acc.iter().fold(0, |a, &b| a.wrapping_add(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::peak_resident_bytes;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn peak_resident_memory_counts_touched_pages() {
+        let before = peak_resident_bytes().expect("VmHWM on Linux");
+        let touched = vec![1u8; 96 << 20];
+        std::hint::black_box(&touched);
+        let after = peak_resident_bytes().unwrap();
+        assert!(after >= before.max(96 << 20), "peak {after} after touching 96 MiB (was {before})");
+    }
 }
