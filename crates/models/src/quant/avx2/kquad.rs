@@ -212,8 +212,9 @@ unsafe fn q45_finish(terms: &Q45Terms, dots: __m256i, acts: &SuperRows, ab: usiz
     unsafe {
         let da = _mm256_set1_ps(*acts.d.get_unchecked(ab));
         let acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_mul_ps(terms.d, da), acc);
-        let sums = _mm256_broadcastsi128_si256(_mm_loadu_si128(acts.slice_sums.as_ptr().add(ab * 8).cast()));
-        let min = _mm256_hadd_epi32(_mm256_madd_epi16(terms.mins[0], sums), _mm256_madd_epi16(terms.mins[1], sums));
+        let sums = acts.slice_sums.as_ptr().add(ab * 8);
+        let (low, high) = (chunk(sums.cast()), chunk(sums.add(4).cast()));
+        let min = _mm256_add_epi32(_mm256_madd_epi16(terms.mins[0], low), _mm256_madd_epi16(terms.mins[1], high));
         _mm256_fnmadd_ps(_mm256_cvtepi32_ps(min), _mm256_mul_ps(terms.dmin, da), acc)
     }
 }
@@ -238,8 +239,9 @@ impl<const FIVE: bool> QuadFormat for Q45Quads<FIVE> {
 
 /// A Q4_K/Q5_K quad super-block's six-bit scales and minimums (GGML's packing, one 32-bit lane per
 /// column): the scales as bytes, slices 0–3 then 4–7 (byte `4g + s % 4` for column `g`, in both 128-bit
-/// halves), and the minimums as 16-bit values, columns 0 | 2 and 1 | 3 (eight per column), so a `madd`
-/// with a row's slice sums and an `hadd` put each column's minimum term in its accumulator lanes.
+/// halves), and the minimums as 16-bit values, slices 0–3 then 4–7 (lanes `4g..4g + 4` for column `g`), so
+/// a `madd` of each with the row's matching four slice sums leaves each column's minimum term, in halves,
+/// in its two accumulator lanes.
 #[inline(always)]
 unsafe fn q45_scales(p: *const u8) -> ([__m256i; 2], [__m256i; 2]) {
     // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
@@ -255,14 +257,9 @@ unsafe fn q45_scales(p: *const u8) -> ([__m256i; 2], [__m256i; 2]) {
             _mm_and_si128(_mm_srli_epi32::<4>(w2), m4),
             _mm_slli_epi32::<4>(_mm_and_si128(_mm_srli_epi32::<6>(w1), m2)),
         );
-        let (mn_low, mn_high) =
-            (_mm_shuffle_epi32::<0b11_01_10_00>(mn_low), _mm_shuffle_epi32::<0b11_01_10_00>(mn_high));
         (
             [_mm256_broadcastsi128_si256(sc_low), _mm256_broadcastsi128_si256(sc_high)],
-            [
-                _mm256_cvtepu8_epi16(_mm_unpacklo_epi32(mn_low, mn_high)),
-                _mm256_cvtepu8_epi16(_mm_unpackhi_epi32(mn_low, mn_high)),
-            ],
+            [_mm256_cvtepu8_epi16(mn_low), _mm256_cvtepu8_epi16(mn_high)],
         )
     }
 }

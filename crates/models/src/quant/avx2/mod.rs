@@ -19,8 +19,8 @@ fn store_quad(out: &mut [f32; 4], sums: __m128) {
     unsafe { _mm_storeu_ps(out.as_mut_ptr(), sums) }
 }
 
-/// `_mm256_set1_epi64x` of the 8 bytes at `at`: one 8-value chunk of an activation row for all four
-/// columns.
+/// `_mm256_set1_epi64x` of the 8 bytes at `at`: one 8-value chunk of an activation row (or four of its
+/// 16-bit slice sums) for each of the four columns.
 #[inline(always)]
 unsafe fn chunk(at: *const i8) -> __m256i {
     // SAFETY: the caller passes 8 readable bytes.
