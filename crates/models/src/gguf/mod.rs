@@ -178,17 +178,42 @@ impl GgufFile {
     /// Reads one tensor's bytes.
     pub fn tensor(&self, name: &str) -> Result<Tensor, ModelError> {
         let info = self.tensor_info(name)?;
+        let bytes = self.read(&info, 0, info.size)?;
+        Ok(Tensor { name: name.to_string(), dtype: info.dtype, shape: info.shape().to_vec(), bytes })
+    }
+
+    /// Reads rows `rows` of a matrix tensor (`[rows, cols]`), as a tensor of just those rows.
+    pub fn tensor_rows(&self, name: &str, rows: std::ops::Range<usize>) -> Result<Tensor, ModelError> {
+        let info = self.tensor_info(name)?;
+        let &[height, _] = info.shape() else {
+            return Err(ModelError::Invalid(format!(
+                "tensor `{name}` has shape {:?}, expected a matrix",
+                info.shape()
+            )));
+        };
+        if rows.start > rows.end || rows.end > height {
+            return Err(ModelError::Invalid(format!("rows {rows:?} of tensor `{name}`, which has {height}")));
+        }
+        let row_bytes = info.size / height.max(1) as u64;
+        let bytes = self.read(&info, rows.start as u64 * row_bytes, rows.len() as u64 * row_bytes)?;
+        let mut shape = info.shape().to_vec();
+        shape[0] = rows.len();
+        Ok(Tensor { name: name.to_string(), dtype: info.dtype, shape, bytes })
+    }
+
+    /// `len` bytes from `at` into the data of the tensor `info`.
+    fn read(&self, info: &TensorInfo<'_>, at: u64, len: u64) -> Result<Vec<u8>, ModelError> {
         let io = |source| ModelError::Io { path: self.path.display().to_string(), source };
-        let mut bytes = Vec::with_capacity(info.size as usize);
+        let mut bytes = Vec::with_capacity(len as usize);
         {
             let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            file.seek(SeekFrom::Start(self.header.data_start() + info.offset)).map_err(io)?;
-            (&mut *file).take(info.size).read_to_end(&mut bytes).map_err(io)?;
+            file.seek(SeekFrom::Start(self.header.data_start() + info.offset + at)).map_err(io)?;
+            (&mut *file).take(len).read_to_end(&mut bytes).map_err(io)?;
         }
-        if bytes.len() as u64 != info.size {
-            return Err(ModelError::Invalid(format!("{}: tensor `{name}` is cut short", self.path.display())));
+        if bytes.len() as u64 != len {
+            return Err(ModelError::Invalid(format!("{}: tensor `{}` is cut short", self.path.display(), info.name)));
         }
-        Ok(Tensor { name: name.to_string(), dtype: info.dtype, shape: info.shape().to_vec(), bytes })
+        Ok(bytes)
     }
 
     /// Reads one tensor as `f32` values (norm weights, biases, small tables).

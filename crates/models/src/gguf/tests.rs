@@ -52,6 +52,10 @@ fn reads_what_candle_writes() {
     let tensor = file.tensor("w.q4k").unwrap();
     assert_eq!((tensor.dtype, tensor.shape.clone()), (TensorType::Q4_K, vec![2, 256]));
     assert_eq!(tensor.bytes, q4k.data().unwrap().to_vec());
+    let second = file.tensor_rows("w.q4k", 1..2).unwrap();
+    assert_eq!((second.shape.clone(), &second.bytes[..]), (vec![1, 256], &tensor.bytes[144..]));
+    assert!(file.tensor_rows("w.q4k", 0..0).unwrap().bytes.is_empty());
+    assert!(file.tensor_rows("w.q4k", 1..3).unwrap_err().to_string().contains("which has 2"));
     assert_eq!(file.dense("w.f32").unwrap(), values);
     let candle = q4k.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(file.dense("w.q4k").unwrap(), candle, "Q4_K dequantizes as GGML does");
