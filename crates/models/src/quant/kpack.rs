@@ -17,7 +17,7 @@ use super::{QUAD, TILE};
 
 /// One field of a GGUF super-block: `len` bytes at `at`, split into chunks of `chunk` bytes; in a packed
 /// group, the chunks of the group's columns follow each other in the column order `order`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Field {
     pub at: usize,
     pub len: usize,
@@ -26,7 +26,7 @@ pub(super) struct Field {
 }
 
 /// How one format's super-blocks are packed for one kernel.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Layout {
     pub format: KFormat,
     /// Columns per packed group.
@@ -170,6 +170,20 @@ impl LineAligned {
             Vec::from_raw_parts(p, count, count)
         };
         Self { lines, len }
+    }
+
+    /// Room for `additional` more bytes, allocated now.
+    pub(super) fn reserve(&mut self, additional: usize) {
+        self.lines.reserve_exact((self.len + additional).div_ceil(64).saturating_sub(self.lines.len()));
+    }
+
+    /// Appends `bytes` (the bytes so far fill whole lines).
+    pub(super) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        assert!(self.len.is_multiple_of(64), "appending after a partial line");
+        let start = self.lines.len();
+        self.lines.resize(start + bytes.len().div_ceil(64), Line([0; 64]));
+        self.len += bytes.len();
+        self[start * 64..].copy_from_slice(bytes);
     }
 }
 

@@ -85,6 +85,30 @@ impl KQuantMatrix {
         }
     }
 
+    /// Room for `rows` more rows of this matrix's format and packing, allocated now.
+    pub(super) fn reserve_rows(&mut self, rows: usize) {
+        let bytes = rows * self.cols / SUPER * self.format.block_bytes();
+        match &mut self.blocks {
+            Blocks::Stored(blocks) => blocks.reserve_exact(bytes),
+            Blocks::Packed(_, packed) => packed.reserve(bytes),
+        }
+    }
+
+    /// Appends `below`'s rows: the same format and width, packed alike, with this matrix's rows filling whole
+    /// packed groups.
+    pub(super) fn append_rows(&mut self, below: KQuantMatrix) {
+        assert!(self.format == below.format && self.cols == below.cols, "appending another format or width");
+        match (&mut self.blocks, &below.blocks) {
+            (Blocks::Stored(blocks), Blocks::Stored(more)) => blocks.extend_from_slice(more),
+            (Blocks::Packed(layout, packed), Blocks::Packed(theirs, more)) if layout == theirs => {
+                assert!(self.rows.is_multiple_of(layout.columns), "appending after a partial group");
+                packed.extend_from_slice(more);
+            }
+            _ => panic!("appending rows packed differently"),
+        }
+        self.rows += below.rows;
+    }
+
     /// Stacks matrices of the same format and width into one; `None` otherwise.
     pub fn stack(parts: &[&KQuantMatrix]) -> Option<Self> {
         let first = parts.first()?;

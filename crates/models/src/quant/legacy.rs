@@ -184,6 +184,54 @@ impl LegacyMatrix {
         Some(stacked)
     }
 
+    /// Room for `rows` more rows in this matrix's layout, allocated now.
+    pub(super) fn reserve_rows(&mut self, rows: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(packed) = &mut self.packed {
+            return packed.reserve_rows(rows);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(quads) = &mut self.quads {
+            return quads.reserve_rows(rows);
+        }
+        let blocks = rows * self.cols / BLOCK;
+        let quant_bytes = self.qs.len() / self.d.len().max(1);
+        self.qs.reserve_exact(blocks * quant_bytes);
+        self.d.reserve_exact(blocks);
+        self.qh.reserve_exact(if self.qh.is_empty() { 0 } else { blocks });
+        self.m.reserve_exact(if self.m.is_empty() { 0 } else { blocks });
+    }
+
+    /// Appends `below`'s rows: the same format and width, in the same layout, with this matrix's rows
+    /// filling whole tiles or quads.
+    pub(super) fn append_rows(&mut self, below: LegacyMatrix) {
+        assert!(self.format == below.format && self.cols == below.cols, "appending another format or width");
+        #[cfg(target_arch = "x86_64")]
+        {
+            match (&mut self.packed, &below.packed) {
+                (Some(packed), Some(more)) => {
+                    assert!(self.rows.is_multiple_of(super::TILE), "appending after a partial tile");
+                    packed.append(more);
+                }
+                (None, None) => {}
+                _ => panic!("appending rows packed differently"),
+            }
+            match (&mut self.quads, &below.quads) {
+                (Some(quads), Some(more)) => {
+                    assert!(self.rows.is_multiple_of(super::QUAD), "appending after a partial quad");
+                    quads.append(more);
+                }
+                (None, None) => {}
+                _ => panic!("appending rows packed differently"),
+            }
+        }
+        self.qs.extend_from_slice(&below.qs);
+        self.qh.extend_from_slice(&below.qh);
+        self.d.extend_from_slice(&below.d);
+        self.m.extend_from_slice(&below.m);
+        self.rows += below.rows;
+    }
+
     /// Output width (weight rows).
     pub fn rows(&self) -> usize {
         self.rows

@@ -75,6 +75,17 @@ impl Quads {
         self.bytes.len()
     }
 
+    /// Room for `rows` more rows (whole quads), allocated now.
+    pub(super) fn reserve_rows(&mut self, rows: usize) {
+        self.bytes.reserve_exact(rows / QUAD * (self.cols / BLOCK) * layout(self.format).bytes);
+    }
+
+    /// Appends the quads of `below`, of the same format and width.
+    pub(super) fn append(&mut self, below: &Quads) {
+        assert!(self.format == below.format && self.cols == below.cols, "appending another format or width");
+        self.bytes.extend_from_slice(&below.bytes);
+    }
+
     /// Row `row` as `f32` values, as [`LegacyMatrix::dequantize_row`] computes them.
     pub(super) fn dequantize_row(&self, row: usize) -> Vec<f32> {
         let (blocks, layout) = (self.cols / BLOCK, layout(self.format));

@@ -22,7 +22,7 @@
 //! order whatever the tile or batch size, so a row's result never depends on its batch mates.
 
 pub(crate) use crate::cpu::Isa;
-use crate::gguf::{Tensor, TensorType, WeightFormat};
+use crate::gguf::{GgufFile, Tensor, TensorType, WeightFormat};
 use crate::ModelError;
 
 mod activations;
@@ -57,6 +57,11 @@ const TILE: usize = 16;
 /// Activation rows per tile of the AVX2 quad kernels.
 #[cfg(target_arch = "x86_64")]
 const QUAD_TILE: usize = 16;
+/// Rows that fill whole groups of every packing (quads of four, tiles of sixteen): a matrix packed in slices
+/// of a multiple of them is the matrix packed whole.
+const GROUP_ROWS: usize = 64;
+/// About how many bytes of a large matrix [`Matrix::read`] reads and packs at a time.
+pub const SLICE_BYTES: usize = 4 << 20;
 
 /// Activation rows that share one decoding of a weight block in the multi-column kernels (AVX2 quads,
 /// VNNI tiles): their accumulators stay in registers beside the decoded weights.
@@ -162,6 +167,56 @@ impl Matrix {
                  Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS)",
                 tensor.name
             ))),
+        }
+    }
+
+    /// Reads the matrix tensor `name` from `file` and moves it into the layout of its kernel
+    /// ([`Matrix::from_tensor`], then [`Matrix::repack`]). A large quantized matrix is read and moved
+    /// [`SLICE_BYTES`] at a time into its final buffer, so the file's copy of the whole tensor never sits
+    /// beside the packed one.
+    pub fn read(file: &GgufFile, name: &str, format: WeightFormat) -> Result<Self, ModelError> {
+        let info = file.tensor_info(name)?;
+        let dense = matches!(info.dtype, TensorType::F32 | TensorType::F16 | TensorType::BF16);
+        let whole = || Ok(Self::from_tensor(file.tensor(name)?, format)?.repack());
+        let &[rows, cols] = info.shape() else { return whole() };
+        let row_bytes = info.dtype.bytes_for(cols as u64).unwrap_or(0) as usize;
+        let slice = (SLICE_BYTES / row_bytes.max(1)) / GROUP_ROWS * GROUP_ROWS;
+        if dense || row_bytes == 0 || slice == 0 || rows <= slice || !rows.is_multiple_of(GROUP_ROWS) {
+            return whole();
+        }
+        Self::in_slices(rows, slice, |rows| Ok(Self::from_tensor(file.tensor_rows(name, rows)?, format)?.repack()))
+    }
+
+    /// A matrix of `rows` rows built from `part` of each `slice` of them in turn (`slice` a multiple of
+    /// [`GROUP_ROWS`]), the whole allocated once the first is made.
+    fn in_slices(
+        rows: usize,
+        slice: usize,
+        part: impl Fn(std::ops::Range<usize>) -> Result<Self, ModelError>,
+    ) -> Result<Self, ModelError> {
+        let mut matrix = part(0..slice.min(rows))?;
+        matrix.reserve_rows(rows.saturating_sub(slice));
+        for start in (slice..rows).step_by(slice) {
+            matrix.append_rows(part(start..(start + slice).min(rows))?);
+        }
+        Ok(matrix)
+    }
+
+    /// Room for `rows` more rows in this matrix's layout, allocated now.
+    fn reserve_rows(&mut self, rows: usize) {
+        match self {
+            Self::Legacy(m) => m.reserve_rows(rows),
+            Self::KQuant(m) => m.reserve_rows(rows),
+            Self::Dense(_) => {}
+        }
+    }
+
+    /// Appends `below`'s rows, read and repacked as `self`'s were (whole groups of [`GROUP_ROWS`]).
+    fn append_rows(&mut self, below: Matrix) {
+        match (self, below) {
+            (Self::Legacy(m), Self::Legacy(more)) => m.append_rows(more),
+            (Self::KQuant(m), Self::KQuant(more)) => m.append_rows(more),
+            _ => panic!("appending rows of another kind of matrix"),
         }
     }
 
@@ -316,4 +371,59 @@ pub fn dequantize(tensor: Tensor) -> Result<Vec<f32>, ModelError> {
     let width = *tensor.shape.last().unwrap_or(&values);
     let flat = Tensor { shape: vec![values / width.max(1), width], ..tensor };
     Ok(Matrix::from_tensor(flat, WeightFormat::AsStored)?.dequantize_all())
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// A `rows × cols` tensor of seeded random values, quantized by candle to `dtype`.
+    fn tensor(dtype: (GgmlDType, TensorType), rows: usize, cols: usize, seed: u64) -> Tensor {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let dense = candle_core::Tensor::from_vec(values, (rows, cols), &candle_core::Device::Cpu).unwrap();
+        let bytes = QTensor::quantize(&dense, dtype.0).unwrap().data().unwrap().to_vec();
+        Tensor { name: "w".into(), dtype: dtype.1, shape: vec![rows, cols], bytes }
+    }
+
+    #[test]
+    fn a_matrix_built_in_slices_is_the_matrix_built_whole() {
+        let dtypes = [
+            (GgmlDType::Q8_0, TensorType::Q8_0),
+            (GgmlDType::Q4_1, TensorType::Q4_1),
+            (GgmlDType::Q5_0, TensorType::Q5_0),
+            (GgmlDType::Q4K, TensorType::Q4_K),
+            (GgmlDType::Q6K, TensorType::Q6_K),
+        ];
+        let (rows, cols) = (160, 512);
+        let x: Vec<f32> = (0..3 * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        for (i, dtype) in dtypes.into_iter().enumerate() {
+            let whole = tensor(dtype, rows, cols, i as u64);
+            let row_bytes = whole.bytes.len() / rows;
+            let slice = |range: std::ops::Range<usize>| Tensor {
+                shape: vec![range.len(), cols],
+                bytes: whole.bytes[range.start * row_bytes..range.end * row_bytes].to_vec(),
+                ..whole.clone()
+            };
+            for repack in [false, true] {
+                let build = |t: Tensor| {
+                    let m = Matrix::from_tensor(t, WeightFormat::AsStored)?;
+                    Ok(if repack { m.repack() } else { m })
+                };
+                let sliced = Matrix::in_slices(rows, GROUP_ROWS, |range| build(slice(range))).unwrap();
+                let expected = build(whole.clone()).unwrap();
+                let what = format!("{:?}, repacked {repack}", dtype.1);
+                assert_eq!(sliced.rows(), rows, "{what}");
+                assert_eq!(sliced.bytes(), expected.bytes(), "{what}");
+                assert_eq!(sliced.matmul(&x), expected.matmul(&x), "{what}");
+                for n in [0, 63, 64, 150, rows - 1] {
+                    assert_eq!(sliced.dequantize_row(n), expected.dequantize_row(n), "{what}, row {n}");
+                }
+            }
+        }
+    }
 }

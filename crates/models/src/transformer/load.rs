@@ -169,7 +169,7 @@ impl<'a> Loader<'a> {
 
     /// A projection.
     pub fn linear(&self, name: &str) -> Result<Linear, ModelError> {
-        self.matrix(name).map(Linear::new)
+        Matrix::read(self.file, name, self.format).map(Linear::new)
     }
 
     /// A tensor as `f32` values.
@@ -184,12 +184,12 @@ impl<'a> Loader<'a> {
 
     /// The token embeddings, and the output head (the same matrix when the file has no `output.weight`).
     pub fn embedding_and_head(&self) -> Result<(Arc<Matrix>, Linear), ModelError> {
-        // Lookups dequantize single rows; the table stays in its stored format.
-        let table = Matrix::from_tensor(self.file.tensor("token_embd.weight")?, WeightFormat::AsStored)?;
         if self.file.has_tensor("output.weight") {
+            // Lookups dequantize single rows; the table stays in its stored format.
+            let table = Matrix::from_tensor(self.file.tensor("token_embd.weight")?, WeightFormat::AsStored)?;
             return Ok((Arc::new(table), self.linear("output.weight")?));
         }
-        let head = Linear::new(table);
+        let head = Linear::new(Matrix::read(self.file, "token_embd.weight", WeightFormat::AsStored)?);
         Ok((head.weight().clone(), head))
     }
 

@@ -83,6 +83,23 @@ impl Packed {
         self.lines.len() * 64 + 2 * (self.d.len() + self.m.len())
     }
 
+    /// Room for `rows` more rows, allocated now.
+    pub(crate) fn reserve_rows(&mut self, rows: usize) {
+        let slots = rows.div_ceil(COLS) * self.blocks;
+        self.lines.reserve_exact(slots * lines_per_block(self.format).unwrap_or(0));
+        self.d.reserve_exact(slots * COLS);
+        self.m.reserve_exact(if self.m.is_empty() { 0 } else { slots * COLS });
+    }
+
+    /// Appends the tiles of `below`, of the same format and width.
+    pub(crate) fn append(&mut self, below: &Packed) {
+        assert!(self.format == below.format && self.blocks == below.blocks, "appending another format or width");
+        self.lines.extend_from_slice(&below.lines);
+        self.d.extend_from_slice(&below.d);
+        self.m.extend_from_slice(&below.m);
+        self.tiles += below.tiles;
+    }
+
     /// Weight row `n` as `f32` values.
     pub(crate) fn dequantize_row(&self, n: usize) -> Vec<f32> {
         let per_block = lines_per_block(self.format).expect("only covered formats are packed");
