@@ -471,6 +471,11 @@ mod tests {
             for n in 0..12 {
                 assert_eq!(repacked.dequantize_row(n), blocks.dequantize_row(n), "{format:?} row {n}");
             }
+            #[cfg(target_arch = "x86_64")]
+            if repacked.quads.is_some() {
+                let file_bytes = 12 * 256 / BLOCK * format.layout().size;
+                assert_eq!(repacked.bytes(), file_bytes, "{format:?} quads hold exactly the file's bytes");
+            }
             // 13 rows: a full pass of eight and a pass of five in the quad kernel.
             let x = random(&mut StdRng::seed_from_u64(10), 13 * 256);
             for (a, b) in blocks.matmul(&x).iter().zip(&repacked.matmul(&x)) {

@@ -1,8 +1,8 @@
 //! Legacy blocks of four output columns ("quads") interleaved for the AVX2 kernel (`avx2::lquad`).
 //!
-//! For each block index, a quad holds the four columns' scales (`f32`, as [`LegacyMatrix`] keeps them),
-//! their offsets (Q4_1, Q5_1) and fifth bits (Q5_0, Q5_1), then their quants in 8-byte chunks placed side
-//! by side, `[chunk][column][8 bytes]`: one 32-byte load gives 8 quants of each of the four columns, so one
+//! For each block index, a quad holds the four columns' scales (f16, as in the file), their offsets (Q4_1,
+//! Q5_1) and fifth bits (Q5_0, Q5_1), then their quants in 8-byte chunks placed side by side,
+//! `[chunk][column][8 bytes]`: one 32-byte load gives 8 quants of each of the four columns, so one
 //! `maddubs` against an activation row's 8 values broadcast four times serves all four columns. Q8_0 has
 //! four chunks of 8 quants; the 4- and 5-bit formats two chunks of 8 packed bytes (bytes 0–7 and 8–15:
 //! their low nibbles are values 0–15, their high nibbles values 16–31). A quad takes exactly the memory of
@@ -33,10 +33,10 @@ pub(super) struct QuadLayout {
 pub(super) fn layout(format: LegacyFormat) -> QuadLayout {
     let offset = matches!(format, LegacyFormat::Q4_1 | LegacyFormat::Q5_1);
     let high = matches!(format, LegacyFormat::Q5_0 | LegacyFormat::Q5_1);
-    let word = 4 * QUAD;
-    let offsets = offset.then_some(word);
-    let high_bits = high.then_some(word * (1 + usize::from(offset)));
-    let quants = word * (1 + usize::from(offset) + usize::from(high));
+    let (halves, words) = (2 * QUAD, 4 * QUAD);
+    let offsets = offset.then_some(halves);
+    let high_bits = high.then_some(halves * (1 + usize::from(offset)));
+    let quants = halves * (1 + usize::from(offset)) + words * usize::from(high);
     let quant_bytes = if format == LegacyFormat::Q8_0 { BLOCK } else { BLOCK / 2 };
     QuadLayout { offsets, high_bits, quants, bytes: quants + QUAD * quant_bytes }
 }
@@ -53,9 +53,11 @@ impl Quads {
         for quad in 0..w.rows / QUAD {
             for b in 0..blocks {
                 let block = |g: usize| (QUAD * quad + g) * blocks + b;
-                (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.d[block(g)].to_le_bytes()));
+                // The scales came from f16, so they narrow back exactly.
+                let half = |v: f32| half::f16::from_f32(v).to_le_bytes();
+                (0..QUAD).for_each(|g| bytes.extend_from_slice(&half(w.d[block(g)])));
                 if layout.offsets.is_some() {
-                    (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.m[block(g)].to_le_bytes()));
+                    (0..QUAD).for_each(|g| bytes.extend_from_slice(&half(w.m[block(g)])));
                 }
                 if layout.high_bits.is_some() {
                     (0..QUAD).for_each(|g| bytes.extend_from_slice(&w.qh[block(g)].to_le_bytes()));
@@ -90,6 +92,9 @@ impl Quads {
     pub(super) fn dequantize_row(&self, row: usize) -> Vec<f32> {
         let (blocks, layout) = (self.cols / BLOCK, layout(self.format));
         let g = row % QUAD;
+        let half = |block: &[u8], at: usize| {
+            crate::cpu::f16_to_f32(u16::from_le_bytes([block[at + 2 * g], block[at + 2 * g + 1]]))
+        };
         let word = |block: &[u8], at: usize| {
             let at = at + 4 * g;
             [block[at], block[at + 1], block[at + 2], block[at + 3]]
@@ -97,14 +102,14 @@ impl Quads {
         let mut out = Vec::with_capacity(self.cols);
         for b in 0..blocks {
             let block = &self.bytes[((row / QUAD) * blocks + b) * layout.bytes..][..layout.bytes];
-            let d = f32::from_le_bytes(word(block, 0));
+            let d = half(block, 0);
             let quants = &block[layout.quants..];
             if self.format == LegacyFormat::Q8_0 {
                 out.extend((0..BLOCK).map(|i| d * f32::from(quants[(i / 8 * QUAD + g) * 8 + i % 8] as i8)));
                 continue;
             }
             let offset = match layout.offsets {
-                Some(at) => f32::from_le_bytes(word(block, at)),
+                Some(at) => half(block, at),
                 None => -self.format.center() * d,
             };
             let high = layout.high_bits.map_or(0, |at| u32::from_le_bytes(word(block, at)));

@@ -87,13 +87,13 @@ unsafe fn pass<F: LegacyQuad, const R: usize>(quad: *const u8, acts: &QuantizedR
     }
 }
 
-/// The four columns' `f32` words at `p`, each in its two accumulator lanes.
+/// The four columns' f16 values at `p` as `f32`, each in its two accumulator lanes.
 #[inline(always)]
 unsafe fn pairs(p: *const u8) -> __m256 {
-    // SAFETY: the caller passes 16 readable bytes; AVX2 is enabled in every caller.
+    // SAFETY: the caller passes 8 readable bytes; AVX2 and F16C are enabled in every caller.
     unsafe {
-        let words = _mm256_castps128_ps256(_mm_loadu_ps(p.cast()));
-        _mm256_permutevar8x32_ps(words, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
+        let values = _mm256_castps128_ps256(_mm_cvtph_ps(_mm_loadl_epi64(p.cast())));
+        _mm256_permutevar8x32_ps(values, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3))
     }
 }
 
