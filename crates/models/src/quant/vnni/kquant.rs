@@ -1,14 +1,14 @@
 //! The AVX-512 VNNI kernel for Q4_K, Q5_K and Q6_K, over tiles of [`COLS`] output columns (`kpack`).
 //!
 //! In a tile every field of the sixteen columns' super-blocks comes in 4-byte chunks side by side, so a
-//! 64-byte line of quants holds four consecutive quants of each column. Each tile super-block is decoded
-//! once per pass of up to eight activation rows into [`Decoded`]: 64 `vpdpbusd` operands (quants as
-//! unsigned bytes, value group `j` holding values `4j..4j + 4`) and each scale group's sixteen scales as
-//! 32-bit lanes. Then, per row and scale group, `vpdpbusd` multiplies the group's operands by broadcast
-//! dwords of the row and sums them in 32 bits, and one `vpmulld` applies the sixteen columns' scales: a
-//! Q4_K super-block costs 64 `vpdpbusd` and 8 `vpmulld` per row for 16 × 256 weights. The minimum (or
-//! centre) term comes from the row's group sums through `vpdpwssd`; the super-block's and the row's
-//! scales are applied in `f32`.
+//! 64-byte line of quants holds four consecutive quants of each column. A pass of up to eight activation
+//! rows walks a tile super-block one value group at a time: the group's `vpdpbusd` operand (quants as
+//! unsigned bytes, value group `j` holding values `4j..4j + 4`) is decoded from its lines into a register
+//! and multiplied at once by a broadcast dword of every row, so nothing decoded goes back to memory (a
+//! decoded scratch cost more than the bandwidth a single row has to spare). After each scale group one
+//! `vpmulld` per row applies the sixteen columns' scales: a Q4_K super-block costs 64 `vpdpbusd` and 8
+//! `vpmulld` per row for 16 × 256 weights. The minimum (or centre) term comes from the row's group sums
+//! through `vpdpwssd`; the super-block's and the row's scales are applied in `f32`.
 //!
 //! **Batch invariance:** every row takes the same operations in the same order whichever rows share its
 //! pass.
@@ -17,10 +17,12 @@ use std::arch::x86_64::*;
 
 use super::COLS;
 use crate::quant::activations::SuperRows;
-use crate::quant::{in_passes, pass_of, prefetch, SUPER};
+use crate::quant::{in_passes, pass_of, prefetch_l2, SUPER};
 
-/// How many super-blocks ahead the kernel prefetches weights.
-const AHEAD: usize = 2;
+/// How many super-blocks ahead the kernel prefetches weights into L2 (into L1, the prefetches of a tile's
+/// many lines left too few misses in flight for the stream: 1B Q4_K_M's output head read at 6 instead of
+/// 10 GB/s on one Zen 4 core).
+const AHEAD: usize = 8;
 /// Value groups of four (one `vpdpbusd` operand each) in a super-block.
 const GROUPS: usize = SUPER / 4;
 
@@ -30,10 +32,13 @@ pub(crate) trait TileFormat {
     const BLOCK: usize;
     /// Value groups per scale group: 8 for a scale per 32 values, 4 for one per 16.
     const PER_SCALE: usize;
-    /// What a decoded super-block needs besides its quants to finish a row's sum.
+    /// What a super-block needs besides its quants and group scales to finish a row's sum.
     type Terms: Copy;
-    /// Decodes the tile super-block at `p` into `decoded`.
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Self::Terms;
+    /// Reads the scales of the tile super-block at `p`: each scale group's sixteen column scales as 32-bit
+    /// lanes into `scale`, and the rest as terms.
+    unsafe fn scales(p: *const u8, scale: &mut [__m512i; 16]) -> Self::Terms;
+    /// Value group `j` of the tile super-block at `p`: values `4j..4j + 4` of each column, one dword each.
+    unsafe fn quants(p: *const u8, j: usize) -> __m512i;
     /// Adds to `acc` a row's result for this super-block from its scaled integer sums `dots` and its
     /// activation super-block `ab` (scale and group sums).
     unsafe fn finish(terms: &Self::Terms, dots: __m512i, acts: &SuperRows, ab: usize, acc: __m512) -> __m512;
@@ -43,14 +48,6 @@ pub(crate) trait TileFormat {
 pub(crate) struct Q45Tiles<const FIVE: bool>;
 /// Q6_K tiles.
 pub(crate) struct Q6Tiles;
-
-/// A tile super-block's quants, `q[j]` holding values `4j..4j + 4` of each column (one dword per column),
-/// and the sixteen columns' scales of each scale group as 32-bit lanes.
-#[repr(C, align(64))]
-pub(crate) struct Decoded {
-    q: [__m512i; GROUPS],
-    scale: [__m512i; 16],
-}
 
 /// `rows` (at most `T`) activation rows against the sixteen columns whose super-blocks start at `tile`.
 ///
@@ -83,13 +80,13 @@ unsafe fn pass<F: TileFormat, const R: usize>(tile: *const u8, acts: &SuperRows,
     // rows `first..first + R`.
     unsafe {
         let mut acc = [_mm512_setzero_ps(); R];
-        let mut decoded = Decoded { q: [_mm512_setzero_si512(); GROUPS], scale: [_mm512_setzero_si512(); 16] };
+        let mut scale = [_mm512_setzero_si512(); 16];
         for b in 0..blocks {
             let p = tile.add(b * bytes);
-            prefetch(p.wrapping_add(AHEAD * bytes), bytes);
-            let terms = F::decode(p, &mut decoded);
+            prefetch_l2(p.wrapping_add(AHEAD * bytes), bytes);
+            let terms = F::scales(p, &mut scale);
             let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
-            let dots = dot_groups::<R>(&decoded, a, F::PER_SCALE);
+            let dots = dot_groups::<F, R>(p, &scale, a);
             for (r, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
                 *acc = F::finish(&terms, dots, acts, (first + r) * blocks + b, *acc);
             }
@@ -98,24 +95,43 @@ unsafe fn pass<F: TileFormat, const R: usize>(tile: *const u8, acts: &SuperRows,
     }
 }
 
-/// `R` activation rows (super-blocks at `a`) against a decoded tile super-block: per row, the sixteen
-/// columns' sums of scale × products.
+/// Runs `body` once for each listed value of `index` that meets `condition`, written out in sequence.
+macro_rules! unrolled {
+    ($index:ident in [$($value:literal),*] if $condition:expr => $body:block) => {
+        $({
+            let $index: usize = $value;
+            if $condition $body
+        })*
+    };
+}
+
+/// `R` activation rows (super-blocks at `a`) against the tile super-block at `p` with group scales
+/// `scale`: per row, the sixteen columns' sums of scale × products.
 #[inline(always)]
-unsafe fn dot_groups<const R: usize>(decoded: &Decoded, a: [*const i8; R], per_scale: usize) -> [__m512i; R] {
-    // SAFETY: each `a` points at a whole activation super-block; AVX-512 VNNI is enabled in every caller.
+unsafe fn dot_groups<F: TileFormat, const R: usize>(
+    p: *const u8,
+    scale: &[__m512i; 16],
+    a: [*const i8; R],
+) -> [__m512i; R] {
+    // SAFETY: `p` is a whole tile super-block and each `a` a whole activation super-block; AVX-512 VNNI is
+    // enabled in every caller.
     unsafe {
         let mut dots = [_mm512_setzero_si512(); R];
-        for g in 0..GROUPS / per_scale {
-            let q = &decoded.q[g * per_scale..(g + 1) * per_scale];
-            for (dot, a) in dots.iter_mut().zip(a) {
-                let mut sum = _mm512_setzero_si512();
-                for (j, &q) in q.iter().enumerate() {
-                    let word = a.add(4 * (g * per_scale + j)).cast::<i32>().read_unaligned();
-                    sum = _mm512_dpbusd_epi32(sum, q, _mm512_set1_epi32(word));
+        // Each scale group's code is written out with its index a constant, so the quants' shifts and
+        // line offsets are immediates.
+        unrolled!(g in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15] if g < GROUPS / F::PER_SCALE => {
+            let mut sums = [_mm512_setzero_si512(); R];
+            for j in g * F::PER_SCALE..(g + 1) * F::PER_SCALE {
+                let q = F::quants(p, j);
+                for (sum, a) in sums.iter_mut().zip(a) {
+                    let word = a.add(4 * j).cast::<i32>().read_unaligned();
+                    *sum = _mm512_dpbusd_epi32(*sum, q, _mm512_set1_epi32(word));
                 }
-                *dot = _mm512_add_epi32(*dot, _mm512_mullo_epi32(sum, decoded.scale[g]));
             }
-        }
+            for (dot, sum) in dots.iter_mut().zip(sums) {
+                *dot = _mm512_add_epi32(*dot, _mm512_mullo_epi32(sum, scale[g]));
+            }
+        });
         dots
     }
 }
@@ -166,47 +182,12 @@ pub(crate) struct Q45Terms {
     mins: [__m512i; 4],
 }
 
-/// Decodes a Q4_K tile super-block, or a Q5_K one with `FIVE`.
-#[inline(always)]
-unsafe fn q45_decode<const FIVE: bool>(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
-    let (qh_at, qs_at) = (256, if FIVE { 768 } else { 256 });
-    // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
-    unsafe {
-        let dm = line(p, 0);
-        let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
-        let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
-        // GGML's 12 bytes of 6-bit scales and minimums, as three dwords per column.
-        let (w0, w1, w2) = (line(p, 64), line(p, 128), line(p, 192));
-        let (m6, m4, m2) = (_mm512_set1_epi8(0x3F), _mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
-        let high_bits = |w| _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srli_epi32::<6>(w), m2));
-        let scales = [_mm512_and_si512(w0, m6), _mm512_or_si512(_mm512_and_si512(w2, m4), high_bits(w0))];
-        let mins = [
-            _mm512_and_si512(w1, m6),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32::<4>(w2), m4), high_bits(w1)),
-        ];
-        for (s, scale) in decoded.scale[..8].iter_mut().enumerate() {
-            *scale = shuffle(scales[s / 4], &BYTE[s % 4]);
-        }
-        let mins = std::array::from_fn(|k| shuffle(mins[k / 2], &PAIR[k % 2]));
-        let low = _mm512_set1_epi8(0x0F);
-        for l in 0..32 {
-            // Line `l` holds bytes `4i..4i + 4` of the nibbles' 32-byte chunk `j` of every column: values
-            // `64j + 4i..` (group `16j + i`) low, `64j + 32 + 4i..` (group `16j + 8 + i`) high.
-            let (j, i) = (l / 8, l % 8);
-            let bytes = line(p, qs_at + 64 * l);
-            let mut halves = [_mm512_and_si512(bytes, low), _mm512_and_si512(_mm512_srli_epi16::<4>(bytes), low)];
-            if FIVE {
-                // Bit `s` of the fifth-bit bytes `4i..4i + 4` belongs to slice `s`.
-                let high = line(p, qh_at + 64 * i);
-                for (half, v) in halves.iter_mut().enumerate() {
-                    let bit = _mm512_test_epi8_mask(high, _mm512_set1_epi8((1u8 << (2 * j + half)) as i8));
-                    *v = _mm512_mask_add_epi8(*v, bit, *v, _mm512_set1_epi8(0x10));
-                }
-            }
-            decoded.q[16 * j + i] = halves[0];
-            decoded.q[16 * j + 8 + i] = halves[1];
-        }
-        Q45Terms { d, dmin, mins }
+/// Where a Q4_K or Q5_K tile super-block keeps its low four bits of quants; Q5_K's fifth bits come first.
+const fn q45_quants_at(five: bool) -> usize {
+    if five {
+        768
+    } else {
+        256
     }
 }
 
@@ -216,9 +197,47 @@ impl<const FIVE: bool> TileFormat for Q45Tiles<FIVE> {
     type Terms = Q45Terms;
 
     #[inline(always)]
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
-        // SAFETY: forwarded from the caller.
-        unsafe { q45_decode::<FIVE>(p, decoded) }
+    unsafe fn scales(p: *const u8, scale: &mut [__m512i; 16]) -> Q45Terms {
+        // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
+        unsafe {
+            let dm = line(p, 0);
+            let d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            let dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32::<16>(dm)));
+            // GGML's 12 bytes of 6-bit scales and minimums, as three dwords per column.
+            let (w0, w1, w2) = (line(p, 64), line(p, 128), line(p, 192));
+            let (m6, m4, m2) = (_mm512_set1_epi8(0x3F), _mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03));
+            let high_bits = |w| _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srli_epi32::<6>(w), m2));
+            let scales = [_mm512_and_si512(w0, m6), _mm512_or_si512(_mm512_and_si512(w2, m4), high_bits(w0))];
+            let mins = [
+                _mm512_and_si512(w1, m6),
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32::<4>(w2), m4), high_bits(w1)),
+            ];
+            for (s, scale) in scale[..8].iter_mut().enumerate() {
+                *scale = shuffle(scales[s / 4], &BYTE[s % 4]);
+            }
+            let mins = std::array::from_fn(|k| shuffle(mins[k / 2], &PAIR[k % 2]));
+            Q45Terms { d, dmin, mins }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m512i {
+        // Line `8c + i` holds bytes `4i..4i + 4` of the nibbles' 32-byte chunk `c` of every column: values
+        // `64c + 4i..` (group `16c + i`) low, `64c + 32 + 4i..` (group `16c + 8 + i`) high.
+        let (chunk, half, i) = (j / 16, j % 16 / 8, j % 8);
+        // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
+        unsafe {
+            let bytes = line(p, q45_quants_at(FIVE) + 64 * (8 * chunk + i));
+            let nibbles = if half == 0 { bytes } else { _mm512_srli_epi16::<4>(bytes) };
+            let q = _mm512_and_si512(nibbles, _mm512_set1_epi8(0x0F));
+            if !FIVE {
+                return q;
+            }
+            // Bit `s` of the fifth-bit bytes `4i..4i + 4` belongs to slice `s`.
+            let fifth =
+                _mm512_test_epi8_mask(line(p, 256 + 64 * i), _mm512_set1_epi8((1u8 << (2 * chunk + half)) as i8));
+            _mm512_mask_add_epi8(q, fifth, q, _mm512_set1_epi8(0x10))
+        }
     }
 
     /// `d·da·dots − dmin·da·Σ mins × slice sums`.
@@ -246,6 +265,12 @@ pub(crate) struct Q6Terms {
     pairs: [__m512i; 8],
 }
 
+/// Where a Q6_K tile super-block keeps its high bits of quants, its group scales and its `d`; the low four
+/// bits come first.
+const Q6_HIGH_AT: usize = 2048;
+const Q6_SCALES_AT: usize = 3072;
+const Q6_D_AT: usize = 3328;
+
 /// Q6_K: 6-bit quants stored as unsigned (`q + 32`), a signed 8-bit scale per group of 16, and the centre
 /// taken off in integers through the row's group sums.
 impl TileFormat for Q6Tiles {
@@ -254,32 +279,39 @@ impl TileFormat for Q6Tiles {
     type Terms = Q6Terms;
 
     #[inline(always)]
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q6Terms {
-        let (ql_at, qh_at, sc_at, d_at) = (0, 2048, 3072, 3328);
+    unsafe fn scales(p: *const u8, scale: &mut [__m512i; 16]) -> Q6Terms {
         // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
         unsafe {
-            let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(d_at).cast()));
-            let scales: [__m512i; 4] = std::array::from_fn(|t| line(p, sc_at + 64 * t));
-            for (g, scale) in decoded.scale.iter_mut().enumerate() {
+            let d = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(Q6_D_AT).cast()));
+            let scales: [__m512i; 4] = std::array::from_fn(|t| line(p, Q6_SCALES_AT + 64 * t));
+            for (g, scale) in scale.iter_mut().enumerate() {
                 *scale = _mm512_srai_epi32::<24>(shuffle(scales[g / 4], &TOP[g % 4]));
             }
             let pairs = std::array::from_fn(|k| _mm512_srai_epi16::<8>(shuffle(scales[k / 2], &HIGH_PAIR[k % 2])));
-            let (low, bits45) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
-            for (j, q) in decoded.q.iter_mut().enumerate() {
-                // Value `128n + 32k + 4i..` takes nibble `k / 2` of low-bit line `16n + 8(k % 2) + i` and
-                // bits `2k..2k + 2` of high-bit line `8n + i`.
-                let (n, k, i) = (j / 32, j % 32 / 8, j % 8);
-                let nibbles = line(p, ql_at + 64 * (16 * n + 8 * (k % 2) + i));
-                let high = line(p, qh_at + 64 * (8 * n + i));
-                let (nibble, pair) = match k {
-                    0 => (nibbles, _mm512_slli_epi16::<4>(high)),
-                    1 => (nibbles, _mm512_slli_epi16::<2>(high)),
-                    2 => (_mm512_srli_epi16::<4>(nibbles), high),
-                    _ => (_mm512_srli_epi16::<4>(nibbles), _mm512_srli_epi16::<2>(high)),
-                };
-                *q = _mm512_or_si512(_mm512_and_si512(nibble, low), _mm512_and_si512(pair, bits45));
-            }
             Q6Terms { d, pairs }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, j: usize) -> __m512i {
+        // Value `128n + 32k + 4i..` takes nibble `k / 2` of low-bit line `16n + 8(k % 2) + i` and bits
+        // `2k..2k + 2` of high-bit line `8n + i`.
+        let (n, k, i) = (j / 32, j % 32 / 8, j % 8);
+        // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
+        unsafe {
+            let nibbles = line(p, 64 * (16 * n + 8 * (k % 2) + i));
+            let high = line(p, Q6_HIGH_AT + 64 * (8 * n + i));
+            let nibble = if k < 2 { nibbles } else { _mm512_srli_epi16::<4>(nibbles) };
+            let pair = match k {
+                0 => _mm512_slli_epi16::<4>(high),
+                1 => _mm512_slli_epi16::<2>(high),
+                2 => high,
+                _ => _mm512_srli_epi16::<2>(high),
+            };
+            _mm512_or_si512(
+                _mm512_and_si512(nibble, _mm512_set1_epi8(0x0F)),
+                _mm512_and_si512(pair, _mm512_set1_epi8(0x30)),
+            )
         }
     }
 
