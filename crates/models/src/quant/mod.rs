@@ -117,23 +117,14 @@ fn in_passes<V: Copy, const C: usize, const T: usize>(
     out
 }
 
-/// Prefetches the `bytes` at `p` into L1 (a hint: it never faults, even past the matrix's end).
+/// Prefetches the `bytes` at `p` to the cache level `HINT` names (`_MM_HINT_T0`: L1, `_MM_HINT_T1`: L2; a
+/// hint: it never faults, even past the matrix's end).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch(p: *const u8, bytes: usize) {
+unsafe fn prefetch<const HINT: i32>(p: *const u8, bytes: usize) {
     for line in (0..bytes).step_by(64) {
         // SAFETY: a prefetch is only a hint and never faults.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.wrapping_add(line).cast()) };
-    }
-}
-
-/// Prefetches the `bytes` at `p` into L2 (a hint: it never faults, even past the matrix's end).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn prefetch_l2(p: *const u8, bytes: usize) {
-    for line in (0..bytes).step_by(64) {
-        // SAFETY: a prefetch is only a hint and never faults.
-        unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.wrapping_add(line).cast()) };
+        unsafe { std::arch::x86_64::_mm_prefetch::<HINT>(p.wrapping_add(line).cast()) };
     }
 }
 

@@ -82,7 +82,7 @@ unsafe fn pass<F: QuadFormat, const R: usize>(quad: *const u8, acts: &SuperRows,
         let mut decoded = Decoded { q: [_mm256_setzero_si256(); 32], scale: [_mm256_setzero_si256(); 16] };
         for b in 0..blocks {
             let p = quad.add(b * bytes);
-            prefetch(p.wrapping_add(AHEAD * bytes), bytes);
+            prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD * bytes), bytes);
             let terms = F::decode(p, &mut decoded);
             let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
             let dots = dot_slices::<R>(&decoded, a, F::HALF_SLICES);

@@ -75,7 +75,7 @@ unsafe fn pass<F: LegacyQuad, const R: usize>(quad: *const u8, acts: &QuantizedR
         let mut acc = [_mm256_setzero_ps(); R];
         for b in 0..blocks {
             let p = quad.add(b * bytes);
-            prefetch(p.wrapping_add(AHEAD * bytes), bytes);
+            prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD * bytes), bytes);
             let decoded = F::decode(p);
             for (r, acc) in acc.iter_mut().enumerate() {
                 let ab = (first + r) * blocks + b;

@@ -17,7 +17,7 @@ use std::arch::x86_64::*;
 
 use super::COLS;
 use crate::quant::activations::SuperRows;
-use crate::quant::{in_passes, pass_of, prefetch_l2, SUPER};
+use crate::quant::{in_passes, pass_of, prefetch, SUPER};
 
 /// How many super-blocks ahead the kernel prefetches weights into L2 (into L1, the prefetches of a tile's
 /// many lines left too few misses in flight for the stream: 1B Q4_K_M's output head read at 6 instead of
@@ -83,7 +83,7 @@ unsafe fn pass<F: TileFormat, const R: usize>(tile: *const u8, acts: &SuperRows,
         let mut scale = [_mm512_setzero_si512(); 16];
         for b in 0..blocks {
             let p = tile.add(b * bytes);
-            prefetch_l2(p.wrapping_add(AHEAD * bytes), bytes);
+            prefetch::<_MM_HINT_T1>(p.wrapping_add(AHEAD * bytes), bytes);
             let terms = F::scales(p, &mut scale);
             let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
             let dots = dot_groups::<F, R>(p, &scale, a);
