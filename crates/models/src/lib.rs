@@ -15,7 +15,8 @@
 //! - [`kv_cache`] — [`KvPool`], the paged keys and values of every sequence and layer.
 //! - [`transformer`] — [`Transformer`], the decoder every family is, and the GGUF reading they share.
 //! - `arch` — one short file per family (`llama`, `qwen2`, `qwen3`, `gemma3`, `phi3`): what differs.
-//! - `memory` — [`release_free_memory`], freed memory back to the kernel after loading and bursts.
+//! - `memory` — [`release_free_memory`], freed memory back to the kernel after loading and bursts, and
+//!   [`available_memory`].
 //! - `parallel` — the inference thread pool (shared with candle) and its size.
 //! - `cpu` — which instruction set the kernels use here, and their shared AVX2 helpers.
 //! - `tiny` (feature `test-util`): tiny seeded random-weight GGUF files for tests.
@@ -38,7 +39,7 @@ pub mod transformer;
 pub use embedding::{BertEmbedder, Embedder, EmbedderInfo};
 pub use gguf::{GgufFile, WeightFormat};
 pub use kv_cache::KvPool;
-pub use memory::release_free_memory;
+pub use memory::{available_memory, release_free_memory};
 pub use parallel::{inference_threads, set_inference_threads};
 pub use transformer::Transformer;
 

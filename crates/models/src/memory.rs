@@ -1,4 +1,5 @@
-//! Giving freed memory back to the kernel when a burst of allocation ends: loading, request preparation.
+//! Giving freed memory back to the kernel when a burst of allocation ends (loading, request preparation),
+//! and how much the system has available.
 
 /// Returns the allocator's free pages to the kernel (glibc's `malloc_trim`; elsewhere nothing).
 ///
@@ -12,4 +13,11 @@ pub fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Bytes of memory the system has available now (`MemAvailable`), where `/proc/meminfo` says.
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
 }

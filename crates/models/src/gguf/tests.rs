@@ -59,6 +59,13 @@ fn reads_what_candle_writes() {
     assert_eq!(file.dense("w.f32").unwrap(), values);
     let candle = q4k.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(file.dense("w.q4k").unwrap(), candle, "Q4_K dequantizes as GGML does");
+
+    // Reading ahead goes once through the tensor data, header excluded, where memory allows it.
+    let data = std::fs::metadata(&path).unwrap().len() - file.header().data_start();
+    match file.read_ahead() {
+        Some(reader) => assert_eq!(reader.join().unwrap(), data),
+        None => assert!(crate::available_memory().is_none_or(|available| 2 * data > available)),
+    }
     std::fs::remove_file(path).unwrap();
 }
 

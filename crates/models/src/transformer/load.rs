@@ -158,6 +158,8 @@ impl<'a> Loader<'a> {
             let attention = self.attention(i, parts, config.heads)?;
             Ok(Block { attention, ffn: self.feed_forward(i, parts.post_norm)? })
         };
+        // The reader runs on by itself; loading never waits for it.
+        drop(self.file.read_ahead());
         let blocks = in_parallel(self.layers()?, block)?;
         Transformer::new(config, self.embedding_and_head()?, blocks, self.norm("output_norm.weight")?)
     }

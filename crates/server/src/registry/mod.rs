@@ -345,15 +345,9 @@ fn wait_released(engines: &[EngineWatch]) {
     hearth_models::release_free_memory();
 }
 
-/// Bytes of memory available now (4 GiB where `/proc/meminfo` cannot be read).
+/// Bytes of memory available now (4 GiB where the system does not say).
 fn available_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or(4 << 30, |kib| kib * 1024)
+    hearth_models::available_memory().unwrap_or(4 << 30)
 }
 
 fn unix_now() -> u64 {
