@@ -218,7 +218,7 @@ impl GgufFile {
 
     /// Starts reading the tensor data once through the system's page cache on a background thread, for a
     /// loader about to read all of it slice by slice: on a cold cache, that loader's reads from two
-    /// threads defeat the kernel's readahead (an 8B Q4_K_M file ready in 11-14 s instead of 9-12).
+    /// threads defeat the kernel's readahead (an 8B Q4_K_M file ready in 11-14 s instead of 9).
     /// Skipped (`None`) when the cached file and the weights made from it would not both fit in available
     /// memory; the thread's result is the bytes it read.
     pub fn read_ahead(&self) -> Option<std::thread::JoinHandle<u64>> {
