@@ -63,12 +63,15 @@ const Q6K_QUADS: [Field; 4] = [
 const Q4K_TILES: [Field; 3] = [tile_field(0, 4), tile_field(4, 12), tile_field(16, 128)];
 /// Q5_K tiles: as Q4_K, with the fifth bits (8 lines) before the nibbles.
 const Q5K_TILES: [Field; 4] = [tile_field(0, 4), tile_field(4, 12), tile_field(16, 32), tile_field(48, 128)];
-/// Q6_K tiles: low nibbles (32 lines), high bit pairs (16 lines), scales (4 lines), then the sixteen `d`
-/// side by side in 2-byte chunks.
-const Q6K_TILES: [Field; 4] = [
-    tile_field(0, 128),
-    tile_field(128, 64),
+/// Q6_K tiles: scales (4 lines), then for each half of the values its high bit pairs (8 lines) and low
+/// nibbles (16 lines), then the sixteen `d` side by side in 2-byte chunks: the lines each half of the
+/// kernel's walk reads lie together, after the scales it reads first.
+const Q6K_TILES: [Field; 6] = [
     tile_field(192, 16),
+    tile_field(128, 32),
+    tile_field(0, 64),
+    tile_field(160, 32),
+    tile_field(64, 64),
     Field { at: 208, len: 2, chunk: 2, order: TILE_ORDER },
 ];
 
@@ -220,14 +223,12 @@ mod tests {
             [512, 768, 832]
         );
         // `vnni::kquant` reads Q4_K scales at 64 and nibbles at 256, Q5_K fifth bits at 256 and nibbles at
-        // 768, Q6_K high bits at 2048, scales at 3072 and `d` at 3328.
+        // 768, Q6_K scales at 0, each half's high bits at 256 and 1792 (its nibbles 512 after) and `d` at
+        // 3328.
         let tile = |f| tiles(f).unwrap();
         assert_eq!([tile(KFormat::Q4K).offset(1), tile(KFormat::Q4K).offset(2)], [64, 256]);
         assert_eq!([tile(KFormat::Q5K).offset(2), tile(KFormat::Q5K).offset(3)], [256, 768]);
-        assert_eq!(
-            [tile(KFormat::Q6K).offset(1), tile(KFormat::Q6K).offset(2), tile(KFormat::Q6K).offset(3)],
-            [2048, 3072, 3328]
-        );
+        assert_eq!([1, 2, 3, 4, 5].map(|f| tile(KFormat::Q6K).offset(f)), [256, 768, 1792, 2304, 3328]);
     }
 
     #[test]

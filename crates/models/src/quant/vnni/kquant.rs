@@ -265,10 +265,11 @@ pub(crate) struct Q6Terms {
     pairs: [__m512i; 8],
 }
 
-/// Where a Q6_K tile super-block keeps its high bits of quants, its group scales and its `d`; the low four
-/// bits come first.
-const Q6_HIGH_AT: usize = 2048;
-const Q6_SCALES_AT: usize = 3072;
+/// Where a Q6_K tile super-block keeps its group scales, each half's high bits (its low nibbles follow
+/// them) and its `d`.
+const Q6_SCALES_AT: usize = 0;
+const Q6_HALF_AT: [usize; 2] = [256, 1792];
+const Q6_NIBBLES_AFTER: usize = 512;
 const Q6_D_AT: usize = 3328;
 
 /// Q6_K: 6-bit quants stored as unsigned (`q + 32`), a signed 8-bit scale per group of 16, and the centre
@@ -294,13 +295,13 @@ impl TileFormat for Q6Tiles {
 
     #[inline(always)]
     unsafe fn quants(p: *const u8, j: usize) -> __m512i {
-        // Value `128n + 32k + 4i..` takes nibble `k / 2` of low-bit line `16n + 8(k % 2) + i` and bits
-        // `2k..2k + 2` of high-bit line `8n + i`.
+        // Value `128n + 32k + 4i..` takes nibble `k / 2` of half `n`'s low-bit line `8(k % 2) + i` and bits
+        // `2k..2k + 2` of its high-bit line `i`.
         let (n, k, i) = (j / 32, j % 32 / 8, j % 8);
         // SAFETY: the caller passes a whole tile super-block; AVX-512 F and BW are enabled in every caller.
         unsafe {
-            let nibbles = line(p, 64 * (16 * n + 8 * (k % 2) + i));
-            let high = line(p, Q6_HIGH_AT + 64 * (8 * n + i));
+            let nibbles = line(p, Q6_HALF_AT[n] + Q6_NIBBLES_AFTER + 64 * (8 * (k % 2) + i));
+            let high = line(p, Q6_HALF_AT[n] + 64 * i);
             let nibble = if k < 2 { nibbles } else { _mm512_srli_epi16::<4>(nibbles) };
             let pair = match k {
                 0 => _mm512_slli_epi16::<4>(high),
