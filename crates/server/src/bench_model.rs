@@ -5,12 +5,16 @@
 //! generation: each decode step reads every weight once, so tokens/s cannot exceed bandwidth ÷ weight bytes.
 //! It gives the peak resident memory of loading and running the model, taken before the bandwidth test's
 //! own 512 MiB buffer (which outweighs small models, so a whole-process peak would report the buffer).
+//! With `--by-format` it also times decode's matrix-vector products format by format, interleaved with
+//! the plain read, so each format's streaming rate is stated beside the bandwidth of the same minutes.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use hearth_models::{GgufFile, SeqStep};
+use hearth_models::gguf::TensorType;
+use hearth_models::quant::Matrix;
+use hearth_models::{GgufFile, SeqStep, WeightFormat};
 
 use crate::config::{Weights, DEFAULT_MODEL};
 
@@ -38,6 +42,9 @@ pub struct BenchModelArgs {
     /// In-memory weight format.
     #[arg(long, value_enum, default_value = "as-stored")]
     pub weights: Weights,
+    /// Also time decode's matrix-vector products by weight format, beside a plain read of memory.
+    #[arg(long)]
+    pub by_format: bool,
 }
 
 /// Runs the benchmark and prints one line per measurement.
@@ -87,7 +94,82 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         hearth_models::inference_threads()
     );
     println!("decode bound:      {:.1} tok/s; tg reaches {:.0}% of it", bound, 100.0 * tg_median / bound);
+    if args.by_format {
+        let (formats, plain) = format_rates(&file, args.weights.into(), 5)?;
+        println!("decode's matmuls by weight format (one row; best of 5, interleaved with a plain read):");
+        for rate in formats {
+            let rate_gbs = rate.bytes as f64 / rate.seconds / 1e9;
+            println!(
+                "  {:<6} {:>8.1} MB  {rate_gbs:>5.1} GB/s ({:.0}% of the plain read)",
+                rate.format.to_string(),
+                rate.bytes as f64 / 1e6,
+                100.0 * rate_gbs / (plain / 1e9)
+            );
+        }
+        println!("  plain read         {:>5.1} GB/s", plain / 1e9);
+    }
     Ok(())
+}
+
+/// The matrices a decode step multiplies, grouped by weight format: every 2-D tensor, except a token
+/// embedding that a separate output head leaves to lookups.
+fn decode_matrices(file: &GgufFile) -> Vec<(TensorType, Vec<String>)> {
+    let head = file.has_tensor("output.weight");
+    let mut groups: Vec<(TensorType, Vec<String>)> = Vec::new();
+    for info in file.header().tensor_infos() {
+        if info.shape().len() != 2 || (head && info.name == "token_embd.weight") {
+            continue;
+        }
+        match groups.iter_mut().find(|(format, _)| *format == info.dtype) {
+            Some((_, names)) => names.push(info.name.to_string()),
+            None => groups.push((info.dtype, vec![info.name.to_string()])),
+        }
+    }
+    groups
+}
+
+/// One weight format's share of a decode step: its matrices' bytes and the best time of one pass over them.
+struct FormatRate {
+    format: TensorType,
+    bytes: usize,
+    seconds: f64,
+}
+
+/// Times one-row products over each format's decode matrices, loaded as the model loads them, and the
+/// plain read, `passes` times in turn; returns the best of each (the plain read in bytes per second).
+fn format_rates(file: &GgufFile, weights: WeightFormat, passes: usize) -> anyhow::Result<(Vec<FormatRate>, f64)> {
+    let groups = decode_matrices(file)
+        .into_iter()
+        .map(|(format, names)| {
+            let matrices = names.iter().map(|name| Matrix::read(file, name, weights)).collect::<Result<Vec<_>, _>>()?;
+            Ok((format, matrices))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let inputs: Vec<Vec<Vec<f32>>> = groups
+        .iter()
+        .map(|(_, matrices)| matrices.iter().map(|m| (0..m.cols()).map(|i| (i % 7) as f32 - 3.0).collect()).collect())
+        .collect();
+    let mut rates: Vec<FormatRate> = groups
+        .iter()
+        .map(|(format, matrices)| FormatRate {
+            format: *format,
+            bytes: matrices.iter().map(Matrix::bytes).sum(),
+            seconds: f64::MAX,
+        })
+        .collect();
+    let data = vec![1u64; 64 << 20];
+    let mut plain = 0.0f64;
+    for _ in 0..passes.max(1) {
+        for (rate, ((_, matrices), inputs)) in rates.iter_mut().zip(groups.iter().zip(&inputs)) {
+            let start = Instant::now();
+            for (matrix, x) in matrices.iter().zip(inputs) {
+                std::hint::black_box(matrix.matmul(x));
+            }
+            rate.seconds = rate.seconds.min(start.elapsed().as_secs_f64());
+        }
+        plain = plain.max(read_pass(&data));
+    }
+    Ok((rates, plain))
 }
 
 /// This process's peak resident memory so far (Linux's `VmHWM`), where the system reports it.
@@ -105,19 +187,19 @@ fn median(values: &mut [f64]) -> f64 {
 /// Streaming read bandwidth over 512 MiB split between the inference threads, the best of three passes.
 fn read_bandwidth() -> f64 {
     let data = vec![1u64; 64 << 20];
-    let threads = hearth_models::inference_threads().max(1);
-    let part = data.len().div_ceil(threads);
-    (0..3)
-        .map(|_| {
-            let start = Instant::now();
-            let sum: u64 = std::thread::scope(|scope| {
-                let workers: Vec<_> = data.chunks(part).map(|chunk| scope.spawn(move || sum_words(chunk))).collect();
-                workers.into_iter().map(|w| w.join().expect("bandwidth thread")).fold(0, u64::wrapping_add)
-            });
-            std::hint::black_box(sum);
-            (data.len() * 8) as f64 / start.elapsed().as_secs_f64()
-        })
-        .fold(0.0, f64::max)
+    (0..3).map(|_| read_pass(&data)).fold(0.0, f64::max)
+}
+
+/// Bytes per second of one read through `data`, split between the inference threads.
+fn read_pass(data: &[u64]) -> f64 {
+    let part = data.len().div_ceil(hearth_models::inference_threads().max(1));
+    let start = Instant::now();
+    let sum: u64 = std::thread::scope(|scope| {
+        let workers: Vec<_> = data.chunks(part).map(|chunk| scope.spawn(move || sum_words(chunk))).collect();
+        workers.into_iter().map(|w| w.join().expect("bandwidth thread")).fold(0, u64::wrapping_add)
+    });
+    std::hint::black_box(sum);
+    std::mem::size_of_val(data) as f64 / start.elapsed().as_secs_f64()
 }
 
 /// Sums words with four independent accumulators, so the loop streams at memory speed.
@@ -133,7 +215,40 @@ fn sum_words(words: &[u64]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::peak_resident_bytes;
+    use super::{decode_matrices, format_rates, peak_resident_bytes};
+    use candle_core::quantized::GgmlDType;
+    use hearth_models::gguf::TensorType;
+    use hearth_models::tiny::{write_llama_with, TinySpec};
+    use hearth_models::{GgufFile, WeightFormat};
+
+    #[test]
+    fn formats_cover_the_matrices_a_decode_step_reads() {
+        let dir = std::env::temp_dir().join(format!("hearth-bench-formats-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (head_scale, embedding_read) in [(None, true), (Some(0.5), false)] {
+            let spec = TinySpec { dim: 256, ffn: 512, weights: GgmlDType::Q4K, head_scale, ..TinySpec::default() };
+            let file = GgufFile::open(&write_llama_with(&dir, 7, spec, "k.gguf").unwrap()).unwrap();
+            let groups = decode_matrices(&file);
+            let names: Vec<&String> = groups.iter().flat_map(|(_, names)| names).collect();
+            assert_eq!(names.iter().any(|n| *n == "token_embd.weight"), embedding_read, "head {head_scale:?}");
+            assert!(names.iter().all(|n| !n.contains("norm")), "norms are not matrices: {names:?}");
+            assert!(groups.iter().any(|(format, names)| *format == TensorType::Q4_K && names.len() >= 14));
+            let (rates, plain) = format_rates(&file, WeightFormat::AsStored, 1).unwrap();
+            assert_eq!(rates.len(), groups.len());
+            for (rate, (format, names)) in rates.iter().zip(&groups) {
+                let stored = |n: &String| {
+                    let info = file.tensor_info(n).unwrap();
+                    let &[rows, cols] = info.shape() else { panic!("{n} is a matrix") };
+                    rows * info.dtype.bytes_for(cols as u64).unwrap() as usize
+                };
+                let bytes: usize = names.iter().map(stored).sum();
+                assert_eq!((rate.format, rate.bytes), (*format, bytes));
+                assert!(rate.seconds > 0.0 && rate.seconds < 10.0, "{format}: {} s", rate.seconds);
+            }
+            assert!(plain > 0.0);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     #[cfg(target_os = "linux")]
