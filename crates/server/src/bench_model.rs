@@ -135,8 +135,9 @@ struct FormatRate {
     seconds: f64,
 }
 
-/// Times one-row products over each format's decode matrices, loaded as the model loads them, and the
-/// plain read, `passes` times in turn; returns the best of each (the plain read in bytes per second).
+/// Times one-row products over each format's decode matrices, each read and packed as the model packs it
+/// (but run alone, where the model stacks Q, K, V and gate, up of one format), and the plain read,
+/// `passes` times in turn; returns the best of each (the plain read in bytes per second).
 fn format_rates(file: &GgufFile, weights: WeightFormat, passes: usize) -> anyhow::Result<(Vec<FormatRate>, f64)> {
     let groups = decode_matrices(file)
         .into_iter()
