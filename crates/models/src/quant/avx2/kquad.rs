@@ -1,17 +1,19 @@
 //! The AVX2 kernels over K-quant quads (`crate::quant::kquad`): four output columns at once, up to eight
 //! activation rows per pass over a super-block.
 //!
-//! Each quad super-block is decoded once per pass into [`Decoded`]: 32 registers' worth of quants (for
-//! each 32-value slice, four registers of 8 quants of each of the four columns) and each scale group's
-//! scales spread over the matching 16-bit lanes. Then, per row and slice, each register is multiplied
-//! (`maddubs`) by the row's 8 activations of that chunk broadcast to all four columns; the 16-bit products
-//! of one scale group are summed before a single `madd` applies the four columns' scales of that group. A
-//! Q4_K slice of 4 × 32 weights thus costs four `maddubs` and one `madd` per row, with the decoding shared
-//! by the whole pass. Integer sums run over a super-block; the super-block's and the row's scales are
-//! applied in `f32`, and the minimum (or centre) term comes from the row's group sums.
+//! A pass of several rows decodes each quad super-block once into [`Decoded`]: 32 registers' worth of
+//! quants (for each 32-value slice, four registers of 8 quants of each of the four columns), beside each
+//! scale group's scales spread over the matching 16-bit lanes. Then, per row and slice, each register is
+//! multiplied (`maddubs`) by the row's 8 activations of that chunk broadcast to all four columns; the 16-bit
+//! products of one scale group are summed before a single `madd` applies the four columns' scales of that
+//! group. A Q4_K slice of 4 × 32 weights thus costs four `maddubs` and one `madd` per row, with the
+//! decoding shared by the whole pass. A one-row pass (decode) multiplies each register as it is decoded
+//! instead. Integer sums run over a super-block; the super-block's and the row's scales are applied in
+//! `f32`, and the minimum (or centre) term comes from the row's group sums.
 //!
-//! **Batch invariance:** every row takes the same operations in the same order whichever rows share its
-//! pass.
+//! **Batch invariance:** a row's integer sums come out the same in either kind of pass (its products are
+//! the same, and integer additions in any order give the same sum), and every row takes the same
+//! floating-point operations in the same order whichever rows share its pass.
 
 use std::arch::x86_64::*;
 
@@ -31,10 +33,14 @@ pub(crate) trait QuadFormat {
     const BLOCK: usize;
     /// Whether a 32-value slice has a scale per 16 values (two groups) rather than one.
     const HALF_SLICES: bool;
-    /// What a decoded super-block needs besides its quants to finish a row's sum.
+    /// What a super-block's rows need besides their integer sums to finish (its scales).
     type Terms: Copy;
-    /// Decodes the quad super-block at `p` into `decoded`.
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Self::Terms;
+    /// Reads the quad super-block at `p`'s scales: each scale group's spread over the 16-bit lanes of its
+    /// `maddubs` products into `scale` (`scale[s]` per slice, or `scale[2s]` and `scale[2s + 1]` per half
+    /// slice), and the rest into the terms.
+    unsafe fn scales(p: *const u8, scale: &mut [__m256i; 16]) -> Self::Terms;
+    /// 8-value chunk `c` of slice `s` of the four columns, as unsigned bytes.
+    unsafe fn quants(p: *const u8, s: usize, c: usize) -> __m256i;
     /// Adds to `acc` a row's result for this super-block from its integer sums `dots` and its
     /// activation super-block `ab` (scale and group sums).
     unsafe fn finish(terms: &Self::Terms, dots: __m256i, acts: &SuperRows, ab: usize, acc: __m256) -> __m256;
@@ -45,13 +51,10 @@ pub(crate) struct Q45Quads<const FIVE: bool>;
 /// Q6_K quads.
 pub(crate) struct Q6Quads;
 
-/// A quad super-block's quants as unsigned bytes, `q[4s + c]` holding 8-value chunk `c` of slice `s` for
-/// the four columns, and the scales of each scale group as 16-bit lanes matching the `maddubs` products of
-/// those chunks (`scale[s]` per slice, or `scale[2s]` and `scale[2s + 1]` per half slice).
+/// A quad super-block's quants, `q[4s + c]` holding 8-value chunk `c` of slice `s` for the four columns.
 #[repr(C, align(32))]
 pub(crate) struct Decoded {
     q: [__m256i; 32],
-    scale: [__m256i; 16],
 }
 
 /// `rows` (at most `T`) activation rows against the four columns whose super-blocks start at `quad`.
@@ -79,13 +82,25 @@ unsafe fn pass<F: QuadFormat, const R: usize>(quad: *const u8, acts: &SuperRows,
     unsafe {
         // Lanes `(2g, 2g + 1)` of every accumulator belong to column `g`.
         let mut acc = [_mm256_setzero_ps(); R];
-        let mut decoded = Decoded { q: [_mm256_setzero_si256(); 32], scale: [_mm256_setzero_si256(); 16] };
+        let mut scale = [_mm256_setzero_si256(); 16];
+        let mut decoded = Decoded { q: [_mm256_setzero_si256(); 32] };
         for b in 0..blocks {
             let p = quad.add(b * bytes);
             prefetch::<_MM_HINT_T0>(p.wrapping_add(AHEAD * bytes), bytes);
-            let terms = F::decode(p, &mut decoded);
+            let terms = F::scales(p, &mut scale);
             let a: [*const i8; R] = std::array::from_fn(|r| acts.qs.as_ptr().add(((first + r) * blocks + b) * SUPER));
-            let dots = dot_slices::<R>(&decoded, a, F::HALF_SLICES);
+            let dots = if R == 1 {
+                [dot_one_row::<F>(p, &scale, a[0]); R]
+            } else {
+                // Slices in pairs: Q4_K and Q5_K hold a pair's quants in the same bytes.
+                for s in (0..8).step_by(2) {
+                    for c in 0..4 {
+                        let (even, odd) = (F::quants(p, s, c), F::quants(p, s + 1, c));
+                        (decoded.q[4 * s + c], decoded.q[4 * s + 4 + c]) = (even, odd);
+                    }
+                }
+                dot_decoded::<R>(&decoded, &scale, a, F::HALF_SLICES)
+            };
             for (r, (acc, dots)) in acc.iter_mut().zip(dots).enumerate() {
                 let ab = (first + r) * blocks + b;
                 *acc = F::finish(&terms, dots, acts, ab, *acc);
@@ -95,10 +110,52 @@ unsafe fn pass<F: QuadFormat, const R: usize>(quad: *const u8, acts: &SuperRows,
     }
 }
 
+/// Adds a slice's (or half slice's) 16-bit products, scaled by `scale` and widened by `madd`, to `dot`.
+#[inline(always)]
+unsafe fn add_scaled(dot: __m256i, products: __m256i, scale: __m256i) -> __m256i {
+    // SAFETY: AVX2 is enabled in every caller.
+    unsafe { _mm256_add_epi32(dot, _mm256_madd_epi16(products, scale)) }
+}
+
+/// One activation row (super-block at `a`) against the quad super-block at `p`, each chunk of quants
+/// multiplied as it is decoded, with no scratch: the integer sums of scale × products, lanes `(2g, 2g + 1)`
+/// for column `g`, the same as [`dot_decoded`]'s. Decode's one-row pass is bound by the core's vector work
+/// on a Zen 1 VM (one thread streamed Q4_K at half a plain read's rate); skipping the scratch's stores and
+/// loads there raised the Q6_K file's decode from 12.0 to 13.0 tok/s and the Q5_K_M file's from 14.3 to
+/// 15.6 (medians of three alternating runs), and left the Q4_K_M file's where it was.
+#[inline(always)]
+unsafe fn dot_one_row<F: QuadFormat>(p: *const u8, scale: &[__m256i; 16], a: *const i8) -> __m256i {
+    // SAFETY: `p` is a whole quad super-block and `a` a whole activation super-block; AVX2 is enabled in
+    // every caller.
+    unsafe {
+        let mut dot = _mm256_setzero_si256();
+        for s in 0..8 {
+            let mut products = _mm256_setzero_si256();
+            for c in 0..4 {
+                let q = F::quants(p, s, c);
+                products = _mm256_add_epi16(products, _mm256_maddubs_epi16(q, chunk(a.add(32 * s + 8 * c))));
+                if F::HALF_SLICES && c % 2 == 1 {
+                    dot = add_scaled(dot, products, scale[2 * s + c / 2]);
+                    products = _mm256_setzero_si256();
+                }
+            }
+            if !F::HALF_SLICES {
+                dot = add_scaled(dot, products, scale[s]);
+            }
+        }
+        dot
+    }
+}
+
 /// `R` activation rows (super-blocks at `a`) against a decoded quad super-block: per row, the integer
 /// sums of scale × products, lanes `(2g, 2g + 1)` for column `g`.
 #[inline(always)]
-unsafe fn dot_slices<const R: usize>(decoded: &Decoded, a: [*const i8; R], half_slices: bool) -> [__m256i; R] {
+unsafe fn dot_decoded<const R: usize>(
+    decoded: &Decoded,
+    scale: &[__m256i; 16],
+    a: [*const i8; R],
+    half_slices: bool,
+) -> [__m256i; R] {
     // SAFETY: each `a` points at a whole activation super-block; AVX2 is enabled in every caller.
     unsafe {
         let mut dots = [_mm256_setzero_si256(); R];
@@ -108,15 +165,11 @@ unsafe fn dot_slices<const R: usize>(decoded: &Decoded, a: [*const i8; R], half_
                 let a = a.add(32 * s);
                 let product = |c: usize| _mm256_maddubs_epi16(q[c], chunk(a.add(8 * c)));
                 let (low, high) = (_mm256_add_epi16(product(0), product(1)), _mm256_add_epi16(product(2), product(3)));
-                let scaled = if half_slices {
-                    _mm256_add_epi32(
-                        _mm256_madd_epi16(low, decoded.scale[2 * s]),
-                        _mm256_madd_epi16(high, decoded.scale[2 * s + 1]),
-                    )
+                *dot = if half_slices {
+                    add_scaled(add_scaled(*dot, low, scale[2 * s]), high, scale[2 * s + 1])
                 } else {
-                    _mm256_madd_epi16(_mm256_add_epi16(low, high), decoded.scale[s])
+                    add_scaled(*dot, _mm256_add_epi16(low, high), scale[s])
                 };
-                *dot = _mm256_add_epi32(*dot, scaled);
             }
         }
         dots
@@ -165,43 +218,57 @@ pub(crate) struct Q45Terms {
     mins: [__m256i; 2],
 }
 
-/// Decodes a Q4_K quad super-block, or a Q5_K one with `FIVE`.
+/// Where a Q4_K quad super-block's quants start, or a Q5_K one's with `FIVE` (after its fifth bits).
+const fn q45_quants_at(five: bool) -> usize {
+    if five {
+        192
+    } else {
+        64
+    }
+}
+
+/// A Q4_K/Q5_K quad super-block's terms, with its slice scales spread into `scale`.
 #[inline(always)]
-unsafe fn q45_decode<const FIVE: bool>(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
-    let (qh_at, qs_at) = (64, if FIVE { 192 } else { 64 });
-    // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
+unsafe fn q45_head(p: *const u8, scale: &mut [__m256i; 16]) -> Q45Terms {
+    // SAFETY: the caller passes a whole quad super-block; AVX2 and F16C are enabled in every caller.
     unsafe {
         let dm = _mm256_cvtph_ps(_mm_loadu_si128(p.cast()));
         let d = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6));
         let dmin = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(1, 1, 3, 3, 5, 5, 7, 7));
         let (scales, mins) = q45_scales(p);
-        for s in 0..8 {
+        for (s, scale) in scale.iter_mut().enumerate().take(8) {
             let spread = _mm256_loadu_si256(SPREAD45[s % 4].as_ptr().cast());
-            decoded.scale[s] = _mm256_shuffle_epi8(scales[s / 4], spread);
-        }
-        let low = _mm256_set1_epi8(0x0F);
-        for pair in 0..4 {
-            for c in 0..4 {
-                let bytes = _mm256_loadu_si256(p.add(qs_at + (4 * pair + c) * 32).cast());
-                let mut halves = [_mm256_and_si256(bytes, low), _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low)];
-                if FIVE {
-                    // Bit s of each qh byte becomes bit 4 (shifts stay within bytes once masked).
-                    let h = _mm256_loadu_si256(p.add(qh_at + c * 32).cast());
-                    for (half, v) in halves.iter_mut().enumerate() {
-                        let s = 2 * pair + half;
-                        let moved = if s >= 4 {
-                            _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32 - 4))
-                        } else {
-                            _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - s as i32))
-                        };
-                        *v = _mm256_or_si256(*v, _mm256_and_si256(moved, _mm256_set1_epi8(0x10)));
-                    }
-                }
-                decoded.q[8 * pair + c] = halves[0];
-                decoded.q[8 * pair + 4 + c] = halves[1];
-            }
+            *scale = _mm256_shuffle_epi8(scales[s / 4], spread);
         }
         Q45Terms { d, dmin, mins }
+    }
+}
+
+/// Chunk `c` of slice `s` of a Q4_K quad super-block, or a Q5_K one's with `FIVE`: the low nibbles of the
+/// slice pair's 32 bytes for an even slice, the high for an odd one, and with `FIVE` bit `s` of the
+/// chunk's fifth-bit bytes as bit 4.
+#[inline(always)]
+unsafe fn q45_quants<const FIVE: bool>(p: *const u8, s: usize, c: usize) -> __m256i {
+    // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
+    unsafe {
+        let low = _mm256_set1_epi8(0x0F);
+        let bytes = _mm256_loadu_si256(p.add(q45_quants_at(FIVE) + (4 * (s / 2) + c) * 32).cast());
+        let nibbles = if s.is_multiple_of(2) {
+            _mm256_and_si256(bytes, low)
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16::<4>(bytes), low)
+        };
+        if !FIVE {
+            return nibbles;
+        }
+        // Shifts stay within bytes once masked.
+        let h = _mm256_loadu_si256(p.add(64 + c * 32).cast());
+        let moved = if s >= 4 {
+            _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32 - 4))
+        } else {
+            _mm256_sll_epi16(h, _mm_cvtsi32_si128(4 - s as i32))
+        };
+        _mm256_or_si256(nibbles, _mm256_and_si256(moved, _mm256_set1_epi8(0x10)))
     }
 }
 
@@ -225,9 +292,15 @@ impl<const FIVE: bool> QuadFormat for Q45Quads<FIVE> {
     type Terms = Q45Terms;
 
     #[inline(always)]
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q45Terms {
+    unsafe fn scales(p: *const u8, scale: &mut [__m256i; 16]) -> Q45Terms {
         // SAFETY: forwarded from the caller.
-        unsafe { q45_decode::<FIVE>(p, decoded) }
+        unsafe { q45_head(p, scale) }
+    }
+
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, s: usize, c: usize) -> __m256i {
+        // SAFETY: forwarded from the caller.
+        unsafe { q45_quants::<FIVE>(p, s, c) }
     }
 
     #[inline(always)]
@@ -280,8 +353,8 @@ impl QuadFormat for Q6Quads {
     type Terms = Q6Terms;
 
     #[inline(always)]
-    unsafe fn decode(p: *const u8, decoded: &mut Decoded) -> Q6Terms {
-        let (ql_at, qh_at, sc_at, d_at) = (0, 512, 768, 832);
+    unsafe fn scales(p: *const u8, scale: &mut [__m256i; 16]) -> Q6Terms {
+        let (sc_at, d_at) = (768, 832);
         // SAFETY: the caller passes a whole quad super-block; AVX2 and F16C are enabled in every caller.
         unsafe {
             let d = _mm_cvtph_ps(_mm_loadl_epi64(p.add(d_at).cast()));
@@ -289,7 +362,7 @@ impl QuadFormat for Q6Quads {
             // Scales of columns 0, 2, 1, 3 in that order: pairing bytes gives (0, 1) low and (2, 3) high.
             let (even, odd) = (_mm256_loadu_si256(p.add(sc_at).cast()), _mm256_loadu_si256(p.add(sc_at + 32).cast()));
             let paired = [_mm256_unpacklo_epi8(even, odd), _mm256_unpackhi_epi8(even, odd)];
-            for (g, scale) in decoded.scale.iter_mut().enumerate() {
+            for (g, scale) in scale.iter_mut().enumerate() {
                 let spread = _mm256_loadu_si256(SPREAD6[g % 8].as_ptr().cast());
                 *scale = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(paired[g / 8], spread));
             }
@@ -297,22 +370,28 @@ impl QuadFormat for Q6Quads {
             for (w, at) in wide.iter_mut().zip([0, 32, 16, 48]) {
                 *w = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(sc_at + at).cast()));
             }
-            let (low, bits01, bits45) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
-            for s in 0..8 {
-                let (n, k) = (s / 4, s % 4);
-                for c in 0..4 {
-                    let nibbles = _mm256_loadu_si256(p.add(ql_at + (8 * n + 4 * (k % 2) + c) * 32).cast());
-                    let high = _mm256_loadu_si256(p.add(qh_at + (4 * n + c) * 32).cast());
-                    let (nibble, pair) = match k {
-                        0 => (nibbles, _mm256_slli_epi16::<4>(_mm256_and_si256(high, bits01))),
-                        1 => (nibbles, _mm256_and_si256(_mm256_slli_epi16::<2>(high), bits45)),
-                        2 => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(high, bits45)),
-                        _ => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(_mm256_srli_epi16::<2>(high), bits45)),
-                    };
-                    decoded.q[4 * s + c] = _mm256_or_si256(_mm256_and_si256(nibble, low), pair);
-                }
-            }
             Q6Terms { d, wide }
+        }
+    }
+
+    /// Quarter `k = s % 4` of half `s / 4`: nibbles low (`k` 0, 1) or high (2, 3) of the half's `ql` lines,
+    /// and bit pair `k` of its `qh` line as bits 4–5.
+    #[inline(always)]
+    unsafe fn quants(p: *const u8, s: usize, c: usize) -> __m256i {
+        let (ql_at, qh_at) = (0, 512);
+        // SAFETY: the caller passes a whole quad super-block; AVX2 is enabled in every caller.
+        unsafe {
+            let (low, bits01, bits45) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
+            let (n, k) = (s / 4, s % 4);
+            let nibbles = _mm256_loadu_si256(p.add(ql_at + (8 * n + 4 * (k % 2) + c) * 32).cast());
+            let high = _mm256_loadu_si256(p.add(qh_at + (4 * n + c) * 32).cast());
+            let (nibble, pair) = match k {
+                0 => (nibbles, _mm256_slli_epi16::<4>(_mm256_and_si256(high, bits01))),
+                1 => (nibbles, _mm256_and_si256(_mm256_slli_epi16::<2>(high), bits45)),
+                2 => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(high, bits45)),
+                _ => (_mm256_srli_epi16::<4>(nibbles), _mm256_and_si256(_mm256_srli_epi16::<2>(high), bits45)),
+            };
+            _mm256_or_si256(_mm256_and_si256(nibble, low), pair)
         }
     }
 
