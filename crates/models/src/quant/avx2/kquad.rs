@@ -218,10 +218,13 @@ pub(crate) struct Q45Terms {
     mins: [__m256i; 2],
 }
 
-/// Where a Q4_K quad super-block's quants start, or a Q5_K one's with `FIVE` (after its fifth bits).
+/// Where a Q5_K quad super-block's fifth bits start (after the scales).
+const Q5_FIFTH_BITS_AT: usize = 64;
+
+/// Where a Q4_K quad super-block's quants start, or a Q5_K one's with `five` (after its fifth bits).
 const fn q45_quants_at(five: bool) -> usize {
     if five {
-        192
+        Q5_FIFTH_BITS_AT + QUAD * 32
     } else {
         64
     }
@@ -262,7 +265,7 @@ unsafe fn q45_quants<const FIVE: bool>(p: *const u8, s: usize, c: usize) -> __m2
             return nibbles;
         }
         // Shifts stay within bytes once masked.
-        let h = _mm256_loadu_si256(p.add(64 + c * 32).cast());
+        let h = _mm256_loadu_si256(p.add(Q5_FIFTH_BITS_AT + c * 32).cast());
         let moved = if s >= 4 {
             _mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32 - 4))
         } else {
