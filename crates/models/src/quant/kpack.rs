@@ -156,7 +156,7 @@ pub(super) struct LineAligned {
 }
 
 impl LineAligned {
-    /// `len` zero bytes (pages the system hands out zeroed, touched only when written).
+    /// `len` zero bytes (at a cache line's alignment the allocator writes the zeros itself, touching every page).
     fn zeroed(len: usize) -> Self {
         let count = len.div_ceil(64);
         if count == 0 {
