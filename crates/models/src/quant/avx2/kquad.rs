@@ -128,20 +128,36 @@ unsafe fn dot_one_row<F: QuadFormat>(p: *const u8, scale: &[__m256i; 16], a: *co
     // SAFETY: `p` is a whole quad super-block and `a` a whole activation super-block; AVX2 is enabled in
     // every caller.
     unsafe {
-        let mut dot = _mm256_setzero_si256();
-        for s in 0..8 {
-            let mut products = _mm256_setzero_si256();
-            for c in 0..4 {
-                let q = F::quants(p, s, c);
-                products = _mm256_add_epi16(products, _mm256_maddubs_epi16(q, chunk(a.add(32 * s + 8 * c))));
-                if F::HALF_SLICES && c % 2 == 1 {
-                    dot = add_scaled(dot, products, scale[2 * s + c / 2]);
-                    products = _mm256_setzero_si256();
-                }
+        let dot = slice_pair::<F, 0>(p, scale, a, _mm256_setzero_si256());
+        let dot = slice_pair::<F, 2>(p, scale, a, dot);
+        let dot = slice_pair::<F, 4>(p, scale, a, dot);
+        slice_pair::<F, 6>(p, scale, a, dot)
+    }
+}
+
+/// Slices `S` and `S + 1` of [`dot_one_row`], their products summed in two independent chains.
+#[inline(always)]
+unsafe fn slice_pair<F: QuadFormat, const S: usize>(
+    p: *const u8,
+    scale: &[__m256i; 16],
+    a: *const i8,
+    mut dot: __m256i,
+) -> __m256i {
+    // SAFETY: as in `dot_one_row`.
+    unsafe {
+        let product = |s: usize, c: usize| _mm256_maddubs_epi16(F::quants(p, s, c), chunk(a.add(32 * s + 8 * c)));
+        let (mut even, mut odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for c in 0..4 {
+            even = _mm256_add_epi16(even, product(S, c));
+            odd = _mm256_add_epi16(odd, product(S + 1, c));
+            if F::HALF_SLICES && c % 2 == 1 {
+                dot = add_scaled(dot, even, scale[2 * S + c / 2]);
+                dot = add_scaled(dot, odd, scale[2 * S + 2 + c / 2]);
+                (even, odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());
             }
-            if !F::HALF_SLICES {
-                dot = add_scaled(dot, products, scale[s]);
-            }
+        }
+        if !F::HALF_SLICES {
+            dot = add_scaled(add_scaled(dot, even, scale[S]), odd, scale[S + 1]);
         }
         dot
     }
@@ -192,16 +208,18 @@ const SPREAD45: [[i8; 32]; 4] = {
     masks
 };
 
-/// `pshufb` masks that put group scale `t` of a pair-interleaved Q6_K scale vector (columns 0/1 in the
-/// low half, 2/3 in the high half) into the high byte of each of the column's 16-bit product lanes; an
-/// arithmetic shift then sign-extends it.
-const SPREAD6: [[i8; 32]; 8] = {
-    let mut masks = [[-128i8; 32]; 8];
+/// `pshufb` masks that spread 16-bit scale pair `t` of a pair-interleaved, sign-extended Q6_K scale
+/// vector (words `2t` and `2t + 1`: columns 0 and 1 in the low half, 2 and 3 in the high half) over the four
+/// 16-bit product lanes of each column.
+const SPREAD6: [[i8; 32]; 4] = {
+    let mut masks = [[0i8; 32]; 4];
     let mut t = 0;
-    while t < 8 {
+    while t < 4 {
         let mut lane = 0;
         while lane < 16 {
-            masks[t][2 * lane + 1] = (2 * t + (lane / 4) % 2) as i8;
+            let word = 2 * t + (lane / 4) % 2;
+            masks[t][2 * lane] = (2 * word) as i8;
+            masks[t][2 * lane + 1] = (2 * word + 1) as i8;
             lane += 1;
         }
         t += 1;
@@ -365,9 +383,19 @@ impl QuadFormat for Q6Quads {
             // Scales of columns 0, 2, 1, 3 in that order: pairing bytes gives (0, 1) low and (2, 3) high.
             let (even, odd) = (_mm256_loadu_si256(p.add(sc_at).cast()), _mm256_loadu_si256(p.add(sc_at + 32).cast()));
             let paired = [_mm256_unpacklo_epi8(even, odd), _mm256_unpackhi_epi8(even, odd)];
+            // Groups 4j to 4j + 3 of each column pair, sign-extended to 16 bits.
+            let words: [__m256i; 4] = std::array::from_fn(|j| {
+                let bytes = paired[j / 2];
+                let signs = _mm256_cmpgt_epi8(_mm256_setzero_si256(), bytes);
+                if j % 2 == 0 {
+                    _mm256_unpacklo_epi8(bytes, signs)
+                } else {
+                    _mm256_unpackhi_epi8(bytes, signs)
+                }
+            });
             for (g, scale) in scale.iter_mut().enumerate() {
-                let spread = _mm256_loadu_si256(SPREAD6[g % 8].as_ptr().cast());
-                *scale = _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(paired[g / 8], spread));
+                let spread = _mm256_loadu_si256(SPREAD6[g % 4].as_ptr().cast());
+                *scale = _mm256_shuffle_epi8(words[g / 4], spread);
             }
             let mut wide = [_mm256_setzero_si256(); QUAD];
             for (w, at) in wide.iter_mut().zip([0, 32, 16, 48]) {
