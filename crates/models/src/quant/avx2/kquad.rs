@@ -24,8 +24,8 @@ use crate::quant::SUPER;
 use crate::quant::{in_passes, pass_of, prefetch};
 
 /// How many super-blocks ahead the kernels prefetch weights: they stream from memory faster than the
-/// hardware prefetcher alone fetches them.
-const AHEAD: usize = 2;
+/// hardware prefetcher alone fetches them, and on a Zen 1 VM faster from 8 ahead than from 2.
+const AHEAD: usize = 8;
 
 /// How the quad kernel reads one K-quant format.
 pub(crate) trait QuadFormat {
