@@ -382,17 +382,16 @@ impl QuadFormat for Q6Quads {
             let d = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
             // Scales of columns 0, 2, 1, 3 in that order: pairing bytes gives (0, 1) low and (2, 3) high.
             let (even, odd) = (_mm256_loadu_si256(p.add(sc_at).cast()), _mm256_loadu_si256(p.add(sc_at + 32).cast()));
-            let paired = [_mm256_unpacklo_epi8(even, odd), _mm256_unpackhi_epi8(even, odd)];
-            // Groups 4j to 4j + 3 of each column pair, sign-extended to 16 bits.
-            let words: [__m256i; 4] = std::array::from_fn(|j| {
-                let bytes = paired[j / 2];
-                let signs = _mm256_cmpgt_epi8(_mm256_setzero_si256(), bytes);
-                if j % 2 == 0 {
-                    _mm256_unpacklo_epi8(bytes, signs)
-                } else {
-                    _mm256_unpackhi_epi8(bytes, signs)
-                }
-            });
+            let (low, high) = (_mm256_unpacklo_epi8(even, odd), _mm256_unpackhi_epi8(even, odd));
+            // Groups 4j to 4j + 3 of each column pair (`words[j]`), sign-extended to 16 bits.
+            let zero = _mm256_setzero_si256();
+            let (low_signs, high_signs) = (_mm256_cmpgt_epi8(zero, low), _mm256_cmpgt_epi8(zero, high));
+            let words = [
+                _mm256_unpacklo_epi8(low, low_signs),
+                _mm256_unpackhi_epi8(low, low_signs),
+                _mm256_unpacklo_epi8(high, high_signs),
+                _mm256_unpackhi_epi8(high, high_signs),
+            ];
             for (g, scale) in scale.iter_mut().enumerate() {
                 let spread = _mm256_loadu_si256(SPREAD6[g % 4].as_ptr().cast());
                 *scale = _mm256_shuffle_epi8(words[g / 4], spread);
