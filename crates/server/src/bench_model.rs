@@ -1,8 +1,10 @@
 //! `hearth bench-model`: raw forward-pass speed of a GGUF model, llama-bench style (no HTTP, no batching).
 //!
 //! As in llama-bench, prompt processing (`pp`) runs one prompt of `--prompt` tokens in chunks of `--batch`,
-//! and generation (`tg`) decodes `--gen` tokens one at a time from an empty context; each on a fresh cache. The report also states the memory-bandwidth bound for
-//! generation: each decode step reads every weight once, so tokens/s cannot exceed bandwidth ÷ weight bytes.
+//! and generation (`tg`) decodes `--gen` tokens one at a time, each after `--depth` tokens already in the
+//! cache (none by default; filled before the clock starts, as llama-bench's `-d`). The report also states
+//! the memory-bandwidth bound for generation: each decode step reads every weight once, so tokens/s cannot
+//! exceed bandwidth ÷ weight bytes.
 //! It gives the peak resident memory of loading and running the model, taken before the bandwidth test's
 //! own 512 MiB buffer (which outweighs small models, so a whole-process peak would report the buffer).
 //! With `--by-format` it also times decode's matrix-vector products format by format, interleaved with
@@ -33,6 +35,9 @@ pub struct BenchModelArgs {
     /// Prompt tokens per forward step.
     #[arg(long, default_value_t = 512)]
     pub batch: usize,
+    /// Tokens already in the cache when pp and tg start (llama-bench's `-d`), filled before timing.
+    #[arg(long, default_value_t = 0)]
+    pub depth: usize,
     /// Repetitions; the report gives the median.
     #[arg(long, default_value_t = 3)]
     pub repetitions: usize,
@@ -54,31 +59,44 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let model = hearth_models::load(&file, args.weights.into())?;
     hearth_models::release_free_memory();
     let vocab = model.info().vocab_size as u32;
-    let tokens: Vec<u32> = (0..(args.prompt + args.gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let (prompt, gen, depth) = (args.prompt, args.gen, args.depth);
+    let context = depth + prompt.max(gen);
+    if context > model.info().context_length {
+        anyhow::bail!("--depth plus the longer of --prompt and --gen is {context} tokens, past the model's context");
+    }
+    let mut tokens: Vec<u32> = (0..(depth + prompt + gen) as u32).map(|i| (i * 7919 + 13) % vocab).collect();
     // One sequence owning every block of a pool just large enough, as the engine would lay it out.
     const BLOCK: usize = 16;
-    let blocks: Vec<u32> = (0..args.prompt.max(args.gen).div_ceil(BLOCK) as u32).collect();
+    let blocks: Vec<u32> = (0..context.div_ceil(BLOCK) as u32).collect();
     let mut pool = model.new_pool(BLOCK, blocks.len());
-    let (prompt, gen, batch, repetitions) = (args.prompt, args.gen, args.batch.max(1), args.repetitions.max(1));
+    let (batch, repetitions) = (args.batch.max(1), args.repetitions.max(1));
+    let filler: Vec<u32> = tokens.drain(..depth).collect();
     // On a thread of its own, as the engine runs them: glibc serves the main thread from a heap it trims
     // after each pass, and there a 256-token prefill of a 1B model faulted its ~720 MB of buffers in again
     // every pass (184 000 page faults; 172 against 213 tok/s on two Zen 4 cores), which the server's
     // engine thread does not.
     let passes = std::thread::spawn(move || -> anyhow::Result<_> {
         let (mut pp, mut tg) = (Vec::new(), Vec::new());
-        for _ in 0..repetitions {
-            let start = Instant::now();
-            for (i, chunk) in tokens[..prompt].chunks(batch).enumerate() {
-                model.forward(
-                    &mut pool,
-                    &[SeqStep { tokens: chunk, start: i * batch, blocks: &blocks, want_logits: true }],
-                )?;
+        let prefill = |tokens: &[u32], first: usize, pool: &mut _| -> anyhow::Result<()> {
+            for (i, chunk) in tokens.chunks(batch).enumerate() {
+                let step = SeqStep { tokens: chunk, start: first + i * batch, blocks: &blocks, want_logits: true };
+                model.forward(pool, &[step])?;
             }
+            Ok(())
+        };
+        for _ in 0..repetitions {
+            prefill(&filler, 0, &mut pool)?;
+            let start = Instant::now();
+            prefill(&tokens[..prompt], depth, &mut pool)?;
             pp.push(prompt as f64 / start.elapsed().as_secs_f64());
             let start = Instant::now();
             for (i, token) in tokens[prompt..].iter().enumerate() {
-                let step =
-                    SeqStep { tokens: std::slice::from_ref(token), start: i, blocks: &blocks, want_logits: true };
+                let step = SeqStep {
+                    tokens: std::slice::from_ref(token),
+                    start: depth + i,
+                    blocks: &blocks,
+                    want_logits: true,
+                };
                 model.forward(&mut pool, &[step])?;
             }
             tg.push(gen as f64 / start.elapsed().as_secs_f64());
@@ -95,8 +113,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let tg_median = median(&mut tg);
     println!("model:             {}", args.model.display());
     println!("threads:           {}", hearth_models::inference_threads());
-    println!("pp{:<5}            {:.1} tok/s (median of {})", args.prompt, median(&mut pp), pp.len());
-    println!("tg{:<5}            {:.1} tok/s (median of {})", args.gen, tg_median, tg.len());
+    let at_depth = if depth > 0 { format!(" @ d{depth}") } else { String::new() };
+    println!("pp{:<5}            {:.1} tok/s (median of {}){at_depth}", prompt, median(&mut pp), pp.len());
+    println!("tg{:<5}            {:.1} tok/s (median of {}){at_depth}", gen, tg_median, tg.len());
     println!("weights per token: {:.1} MB", weight_bytes / 1e6);
     if let Some(peak) = peak {
         println!("peak resident:     {:.1} MB (load and runs)", peak as f64 / 1e6);
@@ -229,7 +248,7 @@ fn sum_words(words: &[u64]) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_matrices, format_rates, peak_resident_bytes};
+    use super::{decode_matrices, format_rates, peak_resident_bytes, run, BenchModelArgs};
     use candle_core::quantized::GgmlDType;
     use hearth_models::gguf::TensorType;
     use hearth_models::tiny::{write_llama_with, TinySpec};
@@ -261,6 +280,29 @@ mod tests {
             }
             assert!(plain > 0.0);
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_depth_fills_the_cache_first_and_must_fit_the_context() {
+        let dir = std::env::temp_dir().join(format!("hearth-bench-depth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let spec = TinySpec { dim: 256, ffn: 512, weights: GgmlDType::Q4K, ..TinySpec::default() };
+        let model = write_llama_with(&dir, 3, spec, "d.gguf").unwrap();
+        let args = |depth| BenchModelArgs {
+            model: model.clone(),
+            prompt: 8,
+            gen: 4,
+            batch: 8,
+            depth,
+            repetitions: 1,
+            threads: 0,
+            weights: crate::config::Weights::AsStored,
+            by_format: false,
+        };
+        run(&args(40)).expect("a depth within the context");
+        let error = run(&args(hearth_models::tiny::CONTEXT)).expect_err("a depth past the context").to_string();
+        assert!(error.contains("past the model's context"), "{error}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
