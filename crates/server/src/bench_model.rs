@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn a_depth_fills_the_cache_first_and_must_fit_the_context() {
+    fn a_depth_within_the_context_runs_and_one_past_it_is_refused() {
         let dir = std::env::temp_dir().join(format!("hearth-bench-depth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let spec = TinySpec { dim: 256, ffn: 512, weights: GgmlDType::Q4K, ..TinySpec::default() };
